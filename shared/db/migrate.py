@@ -82,7 +82,7 @@ def _verify(applied: dict[int, tuple[str, str]], migrations: list[Migration]) ->
         raise MigrationError(
             f"the database has migration(s) {unknown} that this code does not know; it is newer than the code"
         )
-    for version, (name, checksum) in sorted(applied.items()):
+    for version, (_name, checksum) in sorted(applied.items()):
         migration = by_version[version]
         if migration.checksum != checksum:
             raise MigrationError(

@@ -67,13 +67,16 @@ CREATE TABLE partition_progress (
     run_id            uuid NOT NULL REFERENCES run_metadata ON DELETE CASCADE,
     partition_id      text NOT NULL,
     position          integer NOT NULL CHECK (position >= 0),
-    -- Inclusive price-per-carat bounds in dollars.
+    -- Inclusive price-per-carat bounds in dollars; the last partition is open-ended (NULL max).
     min_price         numeric(12, 2) NOT NULL CHECK (min_price >= 0),
-    max_price         numeric(12, 2) NOT NULL,
+    max_price         numeric(12, 2),
     estimated_records integer NOT NULL CHECK (estimated_records >= 0),
     status            text NOT NULL DEFAULT 'pending'
                           CHECK (status IN ('pending', 'running', 'completed', 'failed')),
     next_offset       integer NOT NULL DEFAULT 0 CHECK (next_offset >= 0),
+    -- Offset of the page that last advanced this partition: when that message is redelivered
+    -- (its sender crashed before completing it) the follow-up message is sent again.
+    last_page_offset  integer CHECK (last_page_offset >= 0),
     -- Last stone of the previous page: pages overlap by one so that drift (stones leaving the
     -- window ahead of the cursor) is detected instead of silently skipping stones.
     anchor_id         text,
@@ -88,7 +91,7 @@ CREATE TABLE partition_progress (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, partition_id),
     UNIQUE (run_id, position),
-    CHECK (min_price <= max_price),
+    CHECK (max_price IS NULL OR min_price <= max_price),
     CHECK ((status = 'failed') = (error IS NOT NULL)),
     CHECK ((status = 'completed') = (completed_at IS NOT NULL))
 );

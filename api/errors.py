@@ -1,0 +1,74 @@
+"""Every error leaves the API as {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+    OpusError,
+)
+
+log = logging.getLogger(__name__)
+
+_STATUS_BY_ERROR: dict[type[OpusError], int] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidRequestError: 400,
+    DatabaseUnavailableError: 503,
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    details = []
+    for item in exc.errors():
+        loc = [str(part) for part in item.get("loc", ())]
+        where = loc[0] if loc else "request"
+        name = ".".join(loc[1:]) if len(loc) > 1 else where
+        details.append({"parameter": name, "in": where, "message": item.get("msg", "invalid value")})
+    return details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _validation_details(exc)
+        names = ", ".join(sorted({d["parameter"] for d in details}))
+        return error_response(422, "validation_error", f"invalid value for {names}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
+            exc.status_code, "http_error"
+        )
+        response = error_response(exc.status_code, code, str(exc.detail))
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(OpusError)
+    async def _opus(_: Request, exc: OpusError) -> JSONResponse:
+        status = next((s for t, s in _STATUS_BY_ERROR.items() if isinstance(exc, t)), 400)
+        return error_response(status, exc.code, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error")

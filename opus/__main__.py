@@ -1,0 +1,5 @@
+import sys
+
+from opus.cli import main
+
+sys.exit(main())

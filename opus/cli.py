@@ -1,0 +1,92 @@
+"""`opus`: the operator's command line (also `python -m opus`).
+
+Every command reads the same settings as the app. Expected failures print one line on stderr
+and exit non-zero; only programming errors show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from shared.db.database import database_target, ready_database
+from shared.db.embedded import EmbeddedPostgresError
+from shared.db.migrate import MigrationError
+from shared.errors import OpusError
+from shared.logs import configure_logging
+from shared.settings import Settings, SettingsError, get_settings
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    OpusError,
+    SettingsError,
+    MigrationError,
+    EmbeddedPostgresError,
+)
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+# --- commands ------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from localhost.host import run_host
+
+    asyncio.run(run_host(settings))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def _migrate() -> int:
+        async with ready_database(settings) as database:
+            print(f"database {database.display_url} is up to date")
+        return 0
+
+    return _run_async(_migrate())
+
+
+def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
+    target = database_target(settings)
+    print(target.url)
+    if target.embedded is not None and not target.embedded.is_running():
+        print("note: the embedded server is not running; `opus run` starts it", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opus", description="Diamond Opus: diamond inventory pipeline")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    add("run", cmd_run, "run everything locally: database, simulator, pipeline, API and dashboard")
+    add("migrate", cmd_migrate, "apply pending database migrations")
+    add("db-url", cmd_db_url, "print the database connection string")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except EXPECTED_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
