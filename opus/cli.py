@@ -58,18 +58,35 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="opus", description="Diamond Opus: diamond inventory pipeline")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class CommandRegistry:
+    """Lets each topic module (opus/*_commands.py) declare its subcommands."""
 
-    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        command = sub.add_parser(name, help=help_text, description=help_text)
+    def __init__(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self._sub = subparsers
+
+    def add(self, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        command = self._sub.add_parser(name, help=help_text, description=help_text)
         command.set_defaults(handler=handler)
         return command
 
-    add("run", cmd_run, "run everything locally: database, simulator, pipeline, API and dashboard")
-    add("migrate", cmd_migrate, "apply pending database migrations")
-    add("db-url", cmd_db_url, "print the database connection string")
+
+def register(commands: CommandRegistry) -> None:
+    commands.add("run", cmd_run, "run everything locally: database, simulator, pipeline, API and dashboard")
+    commands.add("migrate", cmd_migrate, "apply pending database migrations")
+    commands.add("db-url", cmd_db_url, "print the database connection string")
+
+
+# Topic modules, each with a `register(commands: CommandRegistry)` function.
+COMMAND_MODULES: tuple[str, ...] = ("opus.cli",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="opus", description="Diamond Opus: diamond inventory pipeline")
+    commands = CommandRegistry(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 

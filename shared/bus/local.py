@@ -1,0 +1,290 @@
+"""A PostgreSQL-backed bus with Azure Service Bus semantics, for the local runtime.
+
+- peek-lock: a receive locks a message for `lock_duration`; complete deletes it, abandon releases it,
+  and an expired lock makes it deliverable again;
+- delivery count: incremented at every receive; once it reaches `max_delivery_count` and the
+  message is abandoned or its lock expires, it moves to `dead_letters` with the reason
+  MaxDeliveryCountExceeded;
+- duplicate detection: a message id sent within `duplicate_window` is dropped, even if the first
+  copy was already consumed;
+- scheduled enqueue: `scheduled_at` keeps a message invisible until then;
+- competing consumers: receives use FOR UPDATE SKIP LOCKED;
+- low idle cost: senders NOTIFY, receivers LISTEN (with a poll as a safety net).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from shared.bus.port import OutgoingMessage, QueueNames
+from shared.db.pool import Pool
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "opus_bus"
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    id: int
+    queue: str
+    message_id: str
+    body: dict[str, Any]
+    application_properties: dict[str, Any]
+    correlation_id: str | None
+    delivery_count: int
+    enqueued_at: datetime
+    lock_token: UUID
+    locked_until: datetime
+
+
+class MessageLockLostError(RuntimeError):
+    """The lock expired (or the message was settled) before this settle call."""
+
+
+_SEND = """
+WITH incoming AS (
+    SELECT * FROM unnest(%(queues)s::text[], %(ids)s::text[], %(bodies)s::jsonb[], %(props)s::jsonb[],
+                         %(correlations)s::text[], %(visible)s::timestamptz[])
+        AS t(queue, message_id, body, props, correlation_id, visible_at)
+), fresh AS (
+    INSERT INTO bus_message_ids (queue, message_id, expires_at)
+    SELECT queue, message_id, now() + %(window)s FROM incoming
+    ON CONFLICT (queue, message_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+        WHERE bus_message_ids.expires_at <= now()
+    RETURNING queue, message_id
+)
+INSERT INTO bus_messages (queue, message_id, body, application_properties, correlation_id, visible_at)
+SELECT i.queue, i.message_id, i.body, i.props, i.correlation_id, coalesce(i.visible_at, now())
+FROM incoming i
+WHERE %(no_dedup)s OR EXISTS (SELECT 1 FROM fresh f WHERE f.queue = i.queue AND f.message_id = i.message_id)
+"""
+
+# Messages whose last permitted delivery ended (lock expired) go to the dead-letter store first.
+_EXPIRE_EXHAUSTED = """
+WITH exhausted AS (
+    DELETE FROM bus_messages
+    WHERE id IN (
+        SELECT id FROM bus_messages
+        WHERE queue = %(queue)s AND visible_at <= now() AND delivery_count >= %(max)s
+        ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING *
+)
+INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
+                          delivery_count, enqueued_at)
+SELECT 'local', queue, message_id, body, application_properties, 'MaxDeliveryCountExceeded',
+       'the lock expired or the message was abandoned on its last permitted delivery',
+       delivery_count, enqueued_at
+FROM exhausted
+"""
+
+_RECEIVE = """
+UPDATE bus_messages m
+SET lock_token = gen_random_uuid(),
+    locked_until = now() + %(lock)s,
+    visible_at = now() + %(lock)s,
+    delivery_count = m.delivery_count + 1
+FROM (
+    SELECT id FROM bus_messages
+    WHERE queue = %(queue)s AND visible_at <= now() AND delivery_count < %(max)s
+    ORDER BY visible_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) candidate
+WHERE m.id = candidate.id
+RETURNING m.id, m.queue, m.message_id, m.body, m.application_properties, m.correlation_id,
+          m.delivery_count, m.enqueued_at, m.lock_token, m.locked_until
+"""
+
+_DEAD_LETTER = """
+WITH settled AS (
+    DELETE FROM bus_messages WHERE id = %(id)s AND lock_token = %(token)s AND locked_until > now()
+    RETURNING *
+)
+INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
+                          delivery_count, enqueued_at)
+SELECT %(source)s, queue, message_id, body, application_properties, %(reason)s, %(description)s,
+       delivery_count, enqueued_at
+FROM settled
+RETURNING id
+"""
+
+
+class LocalBus:
+    """Send and receive on the PostgreSQL bus tables."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        queues: QueueNames,
+        *,
+        lock_duration: timedelta,
+        max_delivery_count: int,
+        duplicate_window: timedelta,
+    ) -> None:
+        self.pool = pool
+        self.queues = queues
+        self.lock_duration = lock_duration
+        self.max_delivery_count = max_delivery_count
+        self.duplicate_window = duplicate_window
+
+    # --- sending -----------------------------------------------------------------------------
+    async def send(self, messages: Sequence[OutgoingMessage]) -> None:
+        if not messages:
+            return
+        # One statement can't touch the same id row twice; the first copy wins, as on Service Bus.
+        unique: dict[tuple[str, str], OutgoingMessage] = {}
+        for message in messages:
+            unique.setdefault((message.queue, message.message_id), message)
+        batch = list(unique.values())
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                _SEND,
+                {
+                    "queues": [m.queue for m in batch],
+                    "ids": [m.message_id for m in batch],
+                    "bodies": [Jsonb(dict(m.body)) for m in batch],
+                    "props": [Jsonb(dict(m.application_properties)) for m in batch],
+                    "correlations": [m.correlation_id for m in batch],
+                    "visible": [m.scheduled_at for m in batch],
+                    "window": self.duplicate_window,
+                    "no_dedup": self.duplicate_window <= timedelta(0),
+                },
+            )
+            for queue in sorted({m.queue for m in batch}):
+                await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, queue))
+
+    async def close(self) -> None:
+        """The pool belongs to the container; nothing to release here."""
+
+    # --- receiving ----------------------------------------------------------------------------
+    async def receive(self, queue: str, max_messages: int = 1) -> list[ReceivedMessage]:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(_EXPIRE_EXHAUSTED, {"queue": queue, "max": self.max_delivery_count})
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                _RECEIVE,
+                {"queue": queue, "lock": self.lock_duration, "max": self.max_delivery_count, "limit": max_messages},
+            )
+            rows = await cur.fetchall()
+        return [ReceivedMessage(**row) for row in sorted(rows, key=lambda r: r["id"])]
+
+    async def complete(self, message: ReceivedMessage) -> None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM bus_messages WHERE id = %s AND lock_token = %s AND locked_until > now()",
+                (message.id, message.lock_token),
+            )
+            if cur.rowcount != 1:
+                raise MessageLockLostError(f"lock lost on message {message.message_id} ({message.queue})")
+
+    async def abandon(self, message: ReceivedMessage, *, delay: timedelta = timedelta(0)) -> None:
+        """Release the lock; the message is redelivered after `delay` (or dead-lettered if exhausted)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                """UPDATE bus_messages SET lock_token = NULL, locked_until = NULL, visible_at = now() + %s
+                   WHERE id = %s AND lock_token = %s""",
+                (delay, message.id, message.lock_token),
+            )
+
+    async def dead_letter(
+        self, message: ReceivedMessage, *, reason: str, description: str | None = None, source: str = "local"
+    ) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                _DEAD_LETTER,
+                {
+                    "id": message.id,
+                    "token": message.lock_token,
+                    "source": source,
+                    "reason": reason,
+                    "description": description,
+                },
+            )
+            if cur.rowcount != 1:
+                raise MessageLockLostError(f"lock lost on message {message.message_id} ({message.queue})")
+
+    async def renew_lock(self, message: ReceivedMessage) -> datetime:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                """UPDATE bus_messages SET locked_until = now() + %(lock)s, visible_at = now() + %(lock)s
+                   WHERE id = %(id)s AND lock_token = %(token)s AND locked_until > now()
+                   RETURNING locked_until""",
+                {"lock": self.lock_duration, "id": message.id, "token": message.lock_token},
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise MessageLockLostError(f"lock lost on message {message.message_id} ({message.queue})")
+        renewed: datetime = row[0]
+        return renewed
+
+    # --- housekeeping and inspection -----------------------------------------------------------
+    async def purge_expired_ids(self) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM bus_message_ids WHERE expires_at <= now()")
+            return cur.rowcount
+
+    async def depth(self) -> Mapping[str, int]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT queue, count(*) FROM bus_messages GROUP BY queue")
+            counts = {queue: 0 for queue in self.queues.all()}
+            counts.update({row[0]: row[1] for row in await cur.fetchall()})
+            return counts
+
+
+class BusListener:
+    """One LISTEN connection per process, waking receivers when their queue gets a message."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._events: dict[str, asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def event(self, queue: str) -> asyncio.Event:
+        return self._events.setdefault(queue, asyncio.Event())
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="bus-listener")
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for notify in conn.notifies():
+                        self.event(notify.payload).set()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                # Receivers keep polling meanwhile; reconnect after a pause.
+                log.warning("bus listener lost its connection: %s", exc)
+                await asyncio.sleep(1)
+
+    async def wait(self, queue: str, timeout: float) -> None:
+        event = self.event(queue)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return
+        finally:
+            event.clear()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

@@ -1,0 +1,133 @@
+"""The messages that travel on the bus, and how a raw body becomes one (or a clear poison reason).
+
+Each message knows its message id: ids are stable so that the bus's duplicate detection drops
+re-sends of the same logical message.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+FeedName = Literal["nivoda-natural", "nivoda-labgrown"]
+RunType = Literal["full", "incremental"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.model_dump(mode="json")
+        return body
+
+
+class WorkItem(_Message):
+    """Fetch one page of one partition."""
+
+    type: Literal["WORK_ITEM"] = "WORK_ITEM"
+    feed: FeedName
+    run_id: UUID
+    run_type: RunType
+    trace_id: str = Field(min_length=1)
+    partition_id: str = Field(min_length=1)
+    # Inclusive price-per-carat bounds in dollars; None = open-ended.
+    min_price: Decimal = Field(ge=0)
+    max_price: Decimal | None
+    estimated_records: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    limit: int = Field(ge=1, le=50)
+    anchor_id: str | None = None
+    attempt: int = Field(1, ge=1)
+    updated_from: AwareDatetime
+    updated_to: AwareDatetime
+
+    @property
+    def message_id(self) -> str:
+        base = f"{self.run_id}:{self.partition_id}:{self.offset}"
+        # A retry re-sends offsets that may still sit in the duplicate-detection window.
+        return base if self.attempt == 1 else f"{base}:a{self.attempt}"
+
+
+class WorkDone(_Message):
+    """A partition finished (success) or gave up (failed)."""
+
+    type: Literal["WORK_DONE"] = "WORK_DONE"
+    feed: FeedName
+    run_id: UUID
+    trace_id: str = Field(min_length=1)
+    partition_id: str = Field(min_length=1)
+    attempt: int = Field(1, ge=1)
+    worker_id: str
+    status: Literal["success", "failed"]
+    records_processed: int = Field(ge=0)
+    error: str | None = None
+
+    @property
+    def message_id(self) -> str:
+        return f"work-done:{self.run_id}:{self.partition_id}:{self.attempt}"
+
+
+class Consolidate(_Message):
+    """Consolidate a run's raw rows into the catalogue."""
+
+    type: Literal["CONSOLIDATE"] = "CONSOLIDATE"
+    feed: FeedName
+    run_id: UUID
+    trace_id: str = Field(min_length=1)
+    force: bool = False
+    requested_by: str = "fanin"
+
+    @property
+    def message_id(self) -> str:
+        return f"consolidate:{self.run_id}:{'force' if self.force else 'normal'}"
+
+
+AnyMessage = Annotated[WorkItem | WorkDone | Consolidate, Field(discriminator="type")]
+_ANY = TypeAdapter(AnyMessage)
+
+
+Message = WorkItem | WorkDone | Consolidate
+
+
+class PoisonMessageError(ValueError):
+    """A body that can never be processed: dead-letter it with this reason, do not retry."""
+
+
+def decode(body: bytes | str | dict[str, Any], expected: type[_Message] | None = None) -> Message:
+    """Parse a message body; raise PoisonMessageError with a specific reason when it is unusable."""
+    try:
+        data = orjson.loads(body) if isinstance(body, bytes | str) else body
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessageError(f"body is not JSON: {exc}") from None
+    try:
+        message: Message = _ANY.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise PoisonMessageError(f"invalid message: {problems}") from None
+    if expected is not None and not isinstance(message, expected):
+        raise PoisonMessageError(f"expected a {expected.__name__} message, got {type(message).__name__}")
+    return message
+
+
+def encode(message: _Message) -> bytes:
+    return orjson.dumps(message.to_body())
+
+
+__all__ = [
+    "AnyMessage",
+    "Consolidate",
+    "FeedName",
+    "Message",
+    "PoisonMessageError",
+    "RunType",
+    "WorkDone",
+    "WorkItem",
+    "decode",
+    "encode",
+]
