@@ -49,6 +49,8 @@ class PartitionCounts:
 class LifecyclePolicy:
     auto_consolidation_threshold: Decimal
     stall_after: timedelta
+    # A partial run waits this long before auto-consolidating, so failed partitions can be retried.
+    auto_consolidation_delay: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         if not Decimal(0) <= self.auto_consolidation_threshold <= Decimal(1):
@@ -86,6 +88,9 @@ def decide(run: RunSnapshot, policy: LifecyclePolicy, now: datetime) -> Decision
             return Decision(Action.CONSOLIDATE_PARTIAL, f"{summary}; consolidation forced")
         if counts.completed > 0 and counts.success_rate >= policy.auto_consolidation_threshold:
             rate = f"{counts.success_rate:.0%}"
+            due = run.last_progress_at + policy.auto_consolidation_delay
+            if now < due:
+                return Decision(Action.WAIT, f"{summary}; auto-consolidation of {rate} at {due.isoformat()}")
             return Decision(
                 Action.CONSOLIDATE_PARTIAL,
                 f"{summary}; {rate} completed is at or above the auto-consolidation threshold",
@@ -94,9 +99,7 @@ def decide(run: RunSnapshot, policy: LifecyclePolicy, now: datetime) -> Decision
     idle = now - run.last_progress_at
     if idle > policy.stall_after:
         minutes = int(idle.total_seconds() // 60)
-        return Decision(
-            Action.STALL, f"stalled: no progress for {minutes} min with {counts.open} partitions open"
-        )
+        return Decision(Action.STALL, f"stalled: no progress for {minutes} min with {counts.open} partitions open")
     return Decision(Action.WAIT, f"{counts.finished} of {counts.expected} partitions finished")
 
 

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
+from fanin.port import FanInStarter, LocalFanIn
+from shared.bus.local import LocalBus
+from shared.bus.port import MessageBus, QueueNames
 from shared.clock import Clock, SystemClock
 from shared.db.pool import Pool, open_pool
+from shared.db.token_bucket import PostgresTokenBucket
+from shared.feed.client import NivodaClient
+from shared.feed.ratelimit import RateLimiter, TokenBucket
 from shared.settings import Settings
+
+RATE_LIMIT_KEY = "nivoda"
 
 
 @dataclass
@@ -20,6 +29,42 @@ class Container:
     settings: Settings
     pool: Pool
     clock: Clock
+    bus: MessageBus
+    feed: NivodaClient
+    fanin: FanInStarter = field(default_factory=LocalFanIn)
+
+    @property
+    def queues(self) -> QueueNames:
+        return self.bus.queues
+
+
+def feed_endpoint(settings: Settings) -> str:
+    """NIVODA_ENDPOINT, or the local simulator's address when it is unset."""
+    if settings.nivoda_endpoint is not None:
+        return str(settings.nivoda_endpoint)
+    return f"http://{settings.feedsim_host}:{settings.feedsim_port}/api/diamonds"
+
+
+def rate_limiter(settings: Settings, pool: Pool) -> RateLimiter:
+    if settings.nivoda_rate_limit_scope == "global":
+        return PostgresTokenBucket(pool, key=RATE_LIMIT_KEY, rate_per_s=settings.nivoda_rate_limit_per_s)
+    return TokenBucket(settings.nivoda_rate_limit_per_s)
+
+
+def local_bus(settings: Settings, pool: Pool) -> LocalBus:
+    return LocalBus(
+        pool,
+        QueueNames.from_settings(settings),
+        lock_duration=timedelta(seconds=settings.bus_lock_duration_s),
+        max_delivery_count=settings.bus_max_delivery_count,
+        duplicate_window=timedelta(seconds=settings.bus_duplicate_window_s),
+    )
+
+
+async def _bus(settings: Settings, pool: Pool, stack: AsyncExitStack) -> MessageBus:
+    bus: MessageBus = local_bus(settings, pool)
+    stack.push_async_callback(bus.close)
+    return bus
 
 
 @asynccontextmanager
@@ -29,8 +74,22 @@ async def open_container(
     *,
     name: str = "opus",
     clock: Clock | None = None,
+    feed_url: str | None = None,
+    fanin: FanInStarter | None = None,
 ) -> AsyncIterator[Container]:
     async with AsyncExitStack() as stack:
         pool = await open_pool(database_url, settings, name=name)
         stack.push_async_callback(pool.close)
-        yield Container(settings=settings, pool=pool, clock=clock or SystemClock())
+        bus = await _bus(settings, pool, stack)
+        feed = NivodaClient.from_settings(
+            settings, rate_limiter(settings, pool), endpoint=feed_url or feed_endpoint(settings)
+        )
+        stack.push_async_callback(feed.aclose)
+        yield Container(
+            settings=settings,
+            pool=pool,
+            clock=clock or SystemClock(),
+            bus=bus,
+            feed=feed,
+            fanin=fanin or LocalFanIn(),
+        )

@@ -42,14 +42,17 @@ class WorkItem(_Message):
     limit: int = Field(ge=1, le=50)
     anchor_id: str | None = None
     attempt: int = Field(1, ge=1)
+    # Drift recoveries so far: a reposition can land on an offset already used by an earlier page.
+    drift: int = Field(0, ge=0)
     updated_from: AwareDatetime
     updated_to: AwareDatetime
 
     @property
     def message_id(self) -> str:
-        base = f"{self.run_id}:{self.partition_id}:{self.offset}"
-        # A retry re-sends offsets that may still sit in the duplicate-detection window.
-        return base if self.attempt == 1 else f"{base}:a{self.attempt}"
+        # Stable `run:partition:offset`; a retry or a drift reposition may revisit an offset whose
+        # id still sits in the duplicate-detection window, so those are told apart.
+        suffix = (f":d{self.drift}" if self.drift else "") + (f":a{self.attempt}" if self.attempt > 1 else "")
+        return f"{self.run_id}:{self.partition_id}:{self.offset}{suffix}"
 
 
 class WorkDone(_Message):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -175,7 +176,12 @@ class LocalBus:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 _RECEIVE,
-                {"queue": queue, "lock": self.lock_duration, "max": self.max_delivery_count, "limit": max_messages},
+                {
+                    "queue": queue,
+                    "lock": self.lock_duration,
+                    "max": self.max_delivery_count,
+                    "limit": max_messages,
+                },
             )
             rows = await cur.fetchall()
         return [ReceivedMessage(**row) for row in sorted(rows, key=lambda r: r["id"])]
@@ -238,7 +244,7 @@ class LocalBus:
     async def depth(self) -> Mapping[str, int]:
         async with self.pool.connection() as conn:
             cur = await conn.execute("SELECT queue, count(*) FROM bus_messages GROUP BY queue")
-            counts = {queue: 0 for queue in self.queues.all()}
+            counts = dict.fromkeys(self.queues.all(), 0)
             counts.update({row[0]: row[1] for row in await cur.fetchall()})
             return counts
 
@@ -271,10 +277,12 @@ class BusListener:
                 log.warning("bus listener lost its connection: %s", exc)
                 await asyncio.sleep(1)
 
-    async def wait(self, queue: str, timeout: float) -> None:
+    async def wait(self, queue: str, seconds: float) -> None:
+        """Return when the queue gets a message, or after `seconds` (receivers poll as a safety net)."""
         event = self.event(queue)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(seconds):
+                await event.wait()
         except TimeoutError:
             return
         finally:
@@ -283,8 +291,6 @@ class BusListener:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None

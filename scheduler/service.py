@@ -1,0 +1,211 @@
+"""Plan and start a run: window, density scan, partitions, records, fan-in, THEN the first work items."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Literal
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from scheduler.heatmap import DensityMap, scan_density
+from scheduler.partitioning import Partition, plan_partitions
+from scheduler.planning import RunWindow, plan_window
+from shared.bootstrap import Container
+from shared.bus.port import publish
+from shared.errors import ConflictError, InvalidRequestError
+from shared.feed.query import DiamondQuery, PriceRange
+from shared.feed.variants import VARIANTS, base_query
+from shared.logs import log_context
+from shared.runs import RunRecord, active_run, load_partitions, load_run, load_watermark, work_item_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run: RunRecord
+    partitions: tuple[Partition, ...]
+    density: DensityMap
+
+
+def run_query(feed: str, window: RunWindow | RunRecord) -> DiamondQuery:
+    """The feed query of a run before partitioning; the worker and the scheduler share it."""
+    return base_query(
+        VARIANTS[feed],
+        updated_from=window.updated_from,
+        updated_to=window.updated_to,
+        only_available=window.run_type == "full",
+    )
+
+
+def partition_query(query: DiamondQuery, min_price: Decimal, max_price: Decimal | None) -> DiamondQuery:
+    return query.model_copy(update={"dollar_per_carat": PriceRange(from_=min_price, to=max_price)})
+
+
+def heatmap_summary(density: DensityMap, partitions: list[Partition]) -> dict[str, object]:
+    return {
+        "count_calls": density.count_calls,
+        "duration_s": round(density.duration_s, 3),
+        "total": density.total,
+        "chunks": [
+            {
+                "min": str(c.min_price),
+                "max": None if c.max_price is None else str(c.max_price),
+                "count": c.count,
+            }
+            for c in density.chunks
+        ],
+        "partitions": [
+            {
+                "id": p.partition_id,
+                "min": str(p.min_price),
+                "max": None if p.max_price is None else str(p.max_price),
+                "estimated": p.estimated_records,
+            }
+            for p in partitions
+        ],
+    }
+
+
+async def _record_run(
+    container: Container,
+    *,
+    feed: str,
+    window: RunWindow,
+    density: DensityMap,
+    partitions: list[Partition],
+    requested_by: str,
+) -> RunRecord:
+    run_id = uuid.uuid4()
+    trace_id = uuid.uuid4().hex
+    try:
+        async with container.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO run_metadata (run_id, feed, run_type, status, trace_id, updated_from, updated_to,
+                       watermark_before, expected_partitions, estimated_records, heatmap, requested_by)
+                   VALUES (%s, %s, %s, 'planned', %s, %s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    run_id,
+                    feed,
+                    window.run_type,
+                    trace_id,
+                    window.updated_from,
+                    window.updated_to,
+                    window.watermark_before,
+                    len(partitions),
+                    sum(p.estimated_records for p in partitions),
+                    Jsonb(heatmap_summary(density, partitions)),
+                    requested_by,
+                ),
+            )
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    """INSERT INTO partition_progress
+                           (run_id, partition_id, position, min_price, max_price, estimated_records)
+                       VALUES (%s, %s, %s, %s, %s, %s)""",
+                    [
+                        (run_id, p.partition_id, p.position, p.min_price, p.max_price, p.estimated_records)
+                        for p in partitions
+                    ],
+                )
+            return await load_run(conn, run_id)
+    except psycopg.errors.UniqueViolation:
+        # Another scheduler won the race the check in start_run could not see.
+        raise ConflictError(f"feed {feed} already has an active run") from None
+
+
+async def start_run(
+    container: Container,
+    *,
+    feed: str,
+    run_type: Literal["full", "incremental"] | None = None,
+    requested_by: str = "schedule",
+) -> RunStarted | None:
+    """Plan a run of `feed` and send its first work items; None when there is nothing to fetch.
+
+    Raises ConflictError when the feed already has an active run (runs of a feed never overlap).
+    """
+    if feed not in VARIANTS:
+        raise InvalidRequestError(f"unknown feed {feed!r}; expected one of {', '.join(VARIANTS)}")
+    settings = container.settings
+    async with container.pool.connection() as conn:
+        current = await active_run(conn, feed)
+        if current is not None:
+            raise ConflictError(f"feed {feed} already has an active run {current.run_id} ({current.status})")
+        watermark = await load_watermark(conn, feed)
+    window = plan_window(
+        requested=run_type,
+        watermark=watermark,
+        now=container.clock.now(),
+        full_run_start=settings.full_run_start_date,
+        safety_buffer=timedelta(minutes=settings.incremental_safety_buffer_minutes),
+    )
+    query = run_query(feed, window)
+
+    async def count(low: Decimal, high: Decimal | None) -> int:
+        return await container.feed.count(partition_query(query, low, high))
+
+    max_workers = settings.max_workers_full if window.run_type == "full" else settings.max_workers_incremental
+    with log_context(feed=feed):
+        density = await scan_density(
+            count,
+            min_price=settings.heatmap_min_price_per_carat,
+            max_price=settings.heatmap_max_price_per_carat,
+            max_calls=settings.heatmap_max_count_calls,
+            concurrency=settings.heatmap_concurrency,
+            min_records_per_partition=settings.min_records_per_worker,
+            target_partitions=max_workers,
+        )
+        partitions = plan_partitions(
+            density,
+            max_workers=max_workers,
+            min_records_per_worker=settings.min_records_per_worker,
+            max_records=settings.max_records_per_run,
+        )
+        if not partitions:
+            log.info("nothing to fetch: no stones in the %s window", window.run_type)
+            return None
+        run = await _record_run(
+            container,
+            feed=feed,
+            window=window,
+            density=density,
+            partitions=partitions,
+            requested_by=requested_by,
+        )
+    with log_context(run_id=run.run_id, trace_id=run.trace_id, feed=feed):
+        await container.fanin.start(run)
+        async with container.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE run_metadata SET status = 'ingesting', updated_at = now() WHERE run_id = %s",
+                (run.run_id,),
+            )
+            run = await load_run(conn, run.run_id)
+        await send_pending_pages(container, run)
+        log.info(
+            "run started: %s, %d partitions, ~%d stones, %d count calls",
+            run.run_type,
+            len(partitions),
+            run.estimated_records,
+            density.count_calls,
+        )
+    return RunStarted(run=run, partitions=tuple(partitions), density=density)
+
+
+async def send_pending_pages(container: Container, run: RunRecord) -> int:
+    """(Re)send the next page of every open partition of a run, from its recorded state.
+
+    Message ids are derived from that state, so a page already in flight is dropped as a duplicate;
+    this is how a run resumes after a crash between recording progress and sending.
+    """
+    async with container.pool.connection() as conn:
+        partitions = await load_partitions(conn, run.run_id, statuses=("pending", "running"))
+    items = [work_item_for(run, p, page_size=container.settings.worker_page_size) for p in partitions]
+    if items:
+        await publish(container.bus, *items)
+    return len(items)

@@ -1,0 +1,107 @@
+"""Raw feed rows: an idempotent, set-based upsert keyed by (feed, supplier_stone_id).
+
+An item whose payload hash is unchanged leaves its row untouched and does not become pending;
+every item is recorded as seen by the run (the set a full run's soft delete trusts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from shared.runs import Conn
+
+
+@dataclass(frozen=True)
+class RawItem:
+    supplier_stone_id: str
+    offer_id: str
+    payload_json: str
+    payload_hash: bytes
+
+
+def stone_id(item: Mapping[str, Any]) -> str | None:
+    diamond = item.get("diamond")
+    value = diamond.get("id") if isinstance(diamond, Mapping) else None
+    return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def to_raw_items(items: Sequence[Mapping[str, Any]]) -> tuple[list[RawItem], list[Mapping[str, Any]]]:
+    """Split a page into keyed raw items (de-duplicated, last copy wins) and items without identity."""
+    keyed: dict[str, RawItem] = {}
+    unkeyed: list[Mapping[str, Any]] = []
+    for item in items:
+        sid = stone_id(item)
+        if sid is None:
+            unkeyed.append(item)
+            continue
+        encoded = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+        offer = item.get("id")
+        keyed[sid] = RawItem(
+            supplier_stone_id=sid,
+            offer_id=str(offer) if offer is not None else sid,
+            payload_json=encoded.decode(),
+            payload_hash=hashlib.sha256(encoded).digest(),
+        )
+    return list(keyed.values()), unkeyed
+
+
+_UPSERT = """
+INSERT INTO raw_diamonds_nivoda AS r (feed, supplier_stone_id, offer_id, payload, payload_hash, run_id)
+SELECT %(feed)s, t.sid, t.offer, t.payload, t.hash, %(run)s
+FROM unnest(%(sids)s::text[], %(offers)s::text[], %(payloads)s::jsonb[], %(hashes)s::bytea[])
+    AS t(sid, offer, payload, hash)
+ON CONFLICT (feed, supplier_stone_id) DO UPDATE
+    SET offer_id = EXCLUDED.offer_id, payload = EXCLUDED.payload, payload_hash = EXCLUDED.payload_hash,
+        run_id = EXCLUDED.run_id, updated_at = now()
+    WHERE r.payload_hash IS DISTINCT FROM EXCLUDED.payload_hash
+RETURNING supplier_stone_id
+"""
+
+_PENDING = """
+INSERT INTO raw_pending (feed, supplier_stone_id, run_id)
+SELECT %(feed)s, sid, %(run)s FROM unnest(%(sids)s::text[]) AS t(sid)
+ON CONFLICT (feed, supplier_stone_id) DO UPDATE SET run_id = EXCLUDED.run_id, enqueued_at = now()
+"""
+
+_SEEN = """
+INSERT INTO run_seen_stones (run_id, supplier_stone_id)
+SELECT %(run)s, sid FROM unnest(%(sids)s::text[]) AS t(sid)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def upsert_raw(conn: Conn, *, feed: str, run_id: UUID, items: Sequence[RawItem]) -> int:
+    """Upsert a page's items in the caller's transaction; return how many changed (now pending)."""
+    if not items:
+        return 0
+    sids = [i.supplier_stone_id for i in items]
+    cur = await conn.execute(
+        _UPSERT,
+        {
+            "feed": feed,
+            "run": run_id,
+            "sids": sids,
+            "offers": [i.offer_id for i in items],
+            "payloads": [i.payload_json for i in items],
+            "hashes": [i.payload_hash for i in items],
+        },
+    )
+    changed = [row[0] for row in await cur.fetchall()]
+    if changed:
+        await conn.execute(_PENDING, {"feed": feed, "run": run_id, "sids": changed})
+    await conn.execute(_SEEN, {"run": run_id, "sids": sids})
+    return len(changed)
+
+
+async def seen_ids(conn: Conn, run_id: UUID, candidates: Sequence[str]) -> set[str]:
+    cur = await conn.execute(
+        "SELECT supplier_stone_id FROM run_seen_stones WHERE run_id = %s AND supplier_stone_id = ANY(%s)",
+        (run_id, list(candidates)),
+    )
+    return {row[0] for row in await cur.fetchall()}

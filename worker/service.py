@@ -1,0 +1,259 @@
+"""One page per message (the continuation pattern).
+
+Guard on the partition's recorded offset, fetch the page, upsert raw rows, advance the offset, then
+send the next page or finish the partition and report WORK_DONE. Redelivered, duplicated and
+out-of-order messages change nothing; a redelivered message whose follow-up may never have been
+sent (its sender crashed after committing) sends that follow-up again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from scheduler.service import partition_query, run_query
+from shared.bootstrap import Container
+from shared.bus.port import publish
+from shared.error_records import ErrorRecord, record_errors
+from shared.feed.errors import FeedError
+from shared.logs import log_context
+from shared.messages import WorkItem
+from shared.runs import (
+    Conn,
+    PartitionRecord,
+    RunRecord,
+    load_partition,
+    load_run,
+    work_done_for,
+    work_item_for,
+)
+from worker.paging import (
+    PageStep,
+    StepKind,
+    interpret_page,
+    locate_resume_point,
+    offset_cap,
+    step_back_offset,
+)
+from worker.raw_store import seen_ids, stone_id, to_raw_items, upsert_raw
+
+log = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+# Drift recovery looks back this many windows within one message before repositioning to the start.
+MAX_STEP_BACKS = 20
+
+
+class Outcome(StrEnum):
+    PAGE = "page"  # a page was stored and the next one sent
+    COMPLETED = "completed"  # the partition finished
+    FAILED = "failed"  # the feed failed for good; the partition is marked failed
+    REPOSITIONED = "repositioned"  # drift detected; paging continues from the last seen stone
+    RESENT = "resent"  # a redelivered message: its follow-up was sent again
+    STALE = "stale"  # a duplicate or out-of-order message: nothing changed
+
+
+@dataclass(frozen=True)
+class PageResult:
+    outcome: Outcome
+    stones: int = 0
+    changed: int = 0
+
+
+def _guard(run: RunRecord, partition: PartitionRecord, item: WorkItem) -> Outcome | None:
+    """None when the message is the partition's current page; otherwise what to do instead."""
+    if run.status != "ingesting" or item.attempt != partition.attempts:
+        return Outcome.STALE
+    current = item.offset == partition.next_offset and item.drift == partition.drift_recoveries
+    if partition.status in ("pending", "running") and current:
+        return None
+    if partition.status == "failed" and current:
+        return Outcome.RESENT  # it failed on this page; its WORK_DONE may not have been sent
+    if item.offset == partition.last_page_offset and partition.status in ("running", "completed"):
+        return Outcome.RESENT
+    return Outcome.STALE
+
+
+async def process_work_item(container: Container, item: WorkItem) -> PageResult:
+    with log_context(run_id=item.run_id, trace_id=item.trace_id, partition_id=item.partition_id, feed=item.feed):
+        async with container.pool.connection() as conn:
+            run = await load_run(conn, item.run_id)
+            partition = await load_partition(conn, item.run_id, item.partition_id)
+        verdict = _guard(run, partition, item)
+        if verdict is Outcome.RESENT:
+            await _send_follow_up(container, run, partition)
+            return PageResult(Outcome.RESENT)
+        if verdict is Outcome.STALE:
+            log.info(
+                "stale work item acknowledged: offset %d (partition at %d)",
+                item.offset,
+                partition.next_offset,
+            )
+            return PageResult(Outcome.STALE)
+        await _mark_running(container, run, partition, item)
+        try:
+            step, items = await _fetch_step(container, run, item)
+        except FeedError as exc:
+            return await _fail(container, run, item, f"{type(exc).__name__}: {exc}")
+        return await _store_step(container, run, item, step, items)
+
+
+async def _mark_running(container: Container, run: RunRecord, partition: PartitionRecord, item: WorkItem) -> None:
+    if partition.status != "pending":
+        return
+    async with container.pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            """UPDATE partition_progress SET status = 'running', started_at = coalesce(started_at, now()),
+                   updated_at = now()
+               WHERE run_id = %s AND partition_id = %s AND status = 'pending'""",
+            (run.run_id, partition.partition_id),
+        )
+        await conn.execute(
+            """INSERT INTO worker_runs (run_id, partition_id, attempt, worker_id, work_item_payload)
+               VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, partition_id, attempt) DO NOTHING""",
+            (run.run_id, partition.partition_id, item.attempt, WORKER_ID, item.model_dump_json()),
+        )
+
+
+async def _fetch_step(container: Container, run: RunRecord, item: WorkItem) -> tuple[PageStep, list[dict[str, Any]]]:
+    query = partition_query(run_query(run.feed, run), item.min_price, item.max_price)
+    items = await container.feed.search(query, offset=item.offset, limit=item.limit)
+    ids = [sid for sid in (stone_id(i) for i in items) if sid is not None]
+    step = interpret_page(item.offset, item.anchor_id, ids)
+    if step.kind is not StepKind.DRIFT:
+        return step, items
+    # The anchor moved: stones ahead of the cursor left the window. Find the last stone already seen.
+    offset = item.offset
+    for _ in range(MAX_STEP_BACKS):
+        offset = step_back_offset(offset, item.limit)
+        window = await container.feed.search(query, offset=offset, limit=item.limit)
+        window_ids = [sid for sid in (stone_id(i) for i in window) if sid is not None]
+        async with container.pool.connection() as conn:
+            seen = await seen_ids(conn, run.run_id, window_ids)
+        found = locate_resume_point(offset, window_ids, seen)
+        if found is not None:
+            position, anchor = found
+            log.warning("drift: repositioned from offset %d to %d", item.offset, position)
+            return PageStep(StepKind.DRIFT, position, anchor), []
+        if offset == 0:
+            break
+    log.warning("drift: no seen stone found near offset %d; paging again from %d", item.offset, offset)
+    return PageStep(StepKind.DRIFT, offset, None), []
+
+
+async def _store_step(
+    container: Container, run: RunRecord, item: WorkItem, step: PageStep, items: Sequence[Mapping[str, Any]]
+) -> PageResult:
+    raw_items, unkeyed = to_raw_items(items)
+    cap = offset_cap(item.estimated_records, container.settings.worker_offset_cap_factor, item.limit)
+    finish = step.kind is StepKind.FINISH or (step.kind is StepKind.ADVANCE and step.next_offset >= cap)
+    errors = [
+        ErrorRecord("worker", "malformed_item", "feed item has no diamond.id", run.run_id, item.partition_id, run.feed)
+        for _ in unkeyed
+    ]
+    if finish and step.kind is StepKind.ADVANCE:
+        errors.append(
+            ErrorRecord(
+                "worker",
+                "offset_cap",
+                f"partition reached its safety cap at offset {step.next_offset} (estimate {item.estimated_records})",
+                run.run_id,
+                item.partition_id,
+                run.feed,
+            )
+        )
+    new_stones = len(step.new_ids)
+    async with container.pool.connection() as conn, conn.transaction():
+        if not await _lock_current(conn, item):
+            return PageResult(Outcome.STALE)  # a concurrent copy of this message got there first
+        changed = await upsert_raw(conn, feed=run.feed, run_id=run.run_id, items=raw_items)
+        await record_errors(conn, errors)
+        await conn.execute(
+            """UPDATE partition_progress
+               SET next_offset = %(next)s, last_page_offset = %(offset)s, anchor_id = %(anchor)s,
+                   pages = pages + 1, records_seen = records_seen + %(seen)s,
+                   records_changed = records_changed + %(changed)s,
+                   drift_recoveries = drift_recoveries + %(drift)s,
+                   status = CASE WHEN %(finish)s THEN 'completed' ELSE status END,
+                   completed_at = CASE WHEN %(finish)s THEN now() END,
+                   updated_at = now()
+               WHERE run_id = %(run)s AND partition_id = %(pid)s""",
+            {
+                "next": step.next_offset,
+                "offset": item.offset,
+                "anchor": step.anchor_id,
+                "seen": new_stones,
+                "changed": changed,
+                "drift": int(step.kind is StepKind.DRIFT),
+                "finish": finish,
+                "run": run.run_id,
+                "pid": item.partition_id,
+            },
+        )
+        if finish:
+            await conn.execute(
+                """UPDATE worker_runs SET status = 'completed', completed_at = now(),
+                       records_processed = (SELECT records_seen FROM partition_progress
+                                            WHERE run_id = %(run)s AND partition_id = %(pid)s)
+                   WHERE run_id = %(run)s AND partition_id = %(pid)s AND attempt = %(attempt)s""",
+                {"run": run.run_id, "pid": item.partition_id, "attempt": item.attempt},
+            )
+        partition = await load_partition(conn, run.run_id, item.partition_id)
+    await _send_follow_up(container, run, partition)
+    if finish:
+        log.info("partition completed: %d stones in %d pages", partition.records_seen, partition.pages)
+        return PageResult(Outcome.COMPLETED, new_stones, changed)
+    if step.kind is StepKind.DRIFT:
+        return PageResult(Outcome.REPOSITIONED)
+    return PageResult(Outcome.PAGE, new_stones, changed)
+
+
+async def _lock_current(conn: Conn, item: WorkItem) -> bool:
+    """Lock the partition row and confirm this message is still its current page (the CAS)."""
+    cur = await conn.execute(
+        """SELECT 1 FROM partition_progress
+           WHERE run_id = %s AND partition_id = %s AND next_offset = %s AND attempts = %s
+             AND drift_recoveries = %s AND status IN ('pending', 'running')
+           FOR UPDATE""",
+        (item.run_id, item.partition_id, item.offset, item.attempt, item.drift),
+    )
+    return await cur.fetchone() is not None
+
+
+async def _send_follow_up(container: Container, run: RunRecord, partition: PartitionRecord) -> None:
+    """The message that follows the partition's recorded state: its next page, or WORK_DONE."""
+    if partition.status in ("completed", "failed"):
+        await publish(container.bus, work_done_for(run, partition, worker_id=WORKER_ID))
+    elif partition.status == "running":
+        await publish(container.bus, work_item_for(run, partition, page_size=container.settings.worker_page_size))
+
+
+async def _fail(container: Container, run: RunRecord, item: WorkItem, error: str) -> PageResult:
+    """The feed failed for good (the client already retried transient causes): record and report."""
+    log.error("partition failed at offset %d: %s", item.offset, error)
+    async with container.pool.connection() as conn, conn.transaction():
+        if not await _lock_current(conn, item):
+            return PageResult(Outcome.STALE)
+        await conn.execute(
+            """UPDATE partition_progress SET status = 'failed', error = %s, updated_at = now()
+               WHERE run_id = %s AND partition_id = %s""",
+            (error, item.run_id, item.partition_id),
+        )
+        await conn.execute(
+            """UPDATE worker_runs SET status = 'failed', error_message = %s, completed_at = now(),
+                   records_processed = (SELECT records_seen FROM partition_progress
+                                        WHERE run_id = %s AND partition_id = %s)
+               WHERE run_id = %s AND partition_id = %s AND attempt = %s""",
+            (error, item.run_id, item.partition_id, item.run_id, item.partition_id, item.attempt),
+        )
+        await record_errors(
+            conn, [ErrorRecord("worker", "feed_failed", error, run.run_id, item.partition_id, run.feed)]
+        )
+        partition = await load_partition(conn, run.run_id, item.partition_id)
+    await _send_follow_up(container, run, partition)
+    return PageResult(Outcome.FAILED)
