@@ -201,7 +201,8 @@ def _map(
     if feed_price is None or not feed_price:
         raise _Reject("invalid_price", f"price must be a positive number of cents: {_show(item.get('price'))}")
     diamond_price = _dollars(item.get("diamond_price"), "diamond_price")
-    price_per_carat = _fit((feed_price / carats).quantize(CENT, ROUND_HALF_UP), 10, "price_per_carat", "invalid_price")
+    # At most MAX_FEED_PRICE / 0.01 ct < 10^10, so it always fits numeric(12, 2).
+    price_per_carat = (feed_price / carats).quantize(CENT, ROUND_HALF_UP)
 
     length_mm = _decimal(cert, "length", 4)
     width_mm = _decimal(cert, "width", 4)
