@@ -1,0 +1,5 @@
+"""`python -m feedsim [options]`: see feedsim.cli."""
+
+from feedsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""The simulator's ASGI app: Nivoda's endpoint plus a control surface for tests and benchmarks.
+
+- `POST /api/diamonds`          the GraphQL endpoint
+- `GET  /_sim/inventory`        ground truth: every stone still in the feed
+- `GET  /_sim/stats`            requests by operation, faults injected, rejections, CPU, RSS
+- `POST /_sim/stats/reset`      zero the counters
+- `GET|POST /_sim/config`       read or change knobs (partial JSON object of SimConfig fields)
+- `POST /_sim/churn`            apply {"events": N} churn events now; returns what changed
+- `POST /_sim/tokens/revoke`    invalidate every issued token (forces re-authentication)
+- `GET  /_sim/health`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from feedsim.simulator import Simulator
+
+MAX_CHURN_EVENTS = 1_000_000
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+async def _body_object(request: Request) -> dict[str, Any] | Response:
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        return _json({"error": "body is not JSON"}, 400)
+    if not isinstance(body, dict):
+        return _json({"error": "expected a JSON object"}, 400)
+    return body
+
+
+def create_app(simulator: Simulator) -> Starlette:
+    async def graphql(request: Request) -> Response:
+        reply = await simulator.handle_graphql(await request.body())
+        media = "application/json" if reply.body[:1] in (b"{", b"[") else "text/html"
+        return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=media)
+
+    async def inventory(_: Request) -> Response:
+        return StreamingResponse(simulator.inventory_json(), media_type="application/json")
+
+    async def stats(_: Request) -> Response:
+        return _json(simulator.stats_snapshot())
+
+    async def reset_stats(_: Request) -> Response:
+        simulator.reset_stats()
+        return _json(simulator.stats_snapshot())
+
+    async def get_config(_: Request) -> Response:
+        return _json(simulator.config.model_dump())
+
+    async def set_config(request: Request) -> Response:
+        body = await _body_object(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            config = simulator.update_config(body)
+        except ValidationError as exc:
+            problems = [{"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+            return _json({"error": "invalid config", "problems": problems}, 400)
+        return _json(config.model_dump())
+
+    async def churn(request: Request) -> Response:
+        body = await _body_object(request)
+        if isinstance(body, Response):
+            return body
+        events = body.get("events")
+        if not isinstance(events, int) or isinstance(events, bool) or not 0 <= events <= MAX_CHURN_EVENTS:
+            return _json({"error": f"'events' must be an integer 0-{MAX_CHURN_EVENTS}"}, 400)
+        return _json(simulator.apply_churn(events))
+
+    async def revoke_tokens(_: Request) -> Response:
+        return _json({"revoked": simulator.tokens.revoke_all()})
+
+    async def health(_: Request) -> Response:
+        return _json({"status": "ok", "stones": simulator.inventory.live_count})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        churn_task = asyncio.create_task(simulator.churn_forever())
+        try:
+            yield
+        finally:
+            churn_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await churn_task
+
+    return Starlette(
+        routes=[
+            Route("/api/diamonds", graphql, methods=["POST"]),
+            Route("/_sim/inventory", inventory, methods=["GET"]),
+            Route("/_sim/stats", stats, methods=["GET"]),
+            Route("/_sim/stats/reset", reset_stats, methods=["POST"]),
+            Route("/_sim/config", get_config, methods=["GET"]),
+            Route("/_sim/config", set_config, methods=["POST"]),
+            Route("/_sim/churn", churn, methods=["POST"]),
+            Route("/_sim/tokens/revoke", revoke_tokens, methods=["POST"]),
+            Route("/_sim/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,125 @@
+"""`opus feed-sim` / `python -m feedsim`: serve the Nivoda simulator until interrupted.
+
+Unset flags fall back to the FEEDSIM_* settings (host, port, stones, seed, latency, churn) and then
+to the simulator's defaults. With `--port 0` a free port is chosen; the first stdout line is always
+`FEEDSIM_URL=<base url>` (the GraphQL endpoint is <base url>/api/diamonds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from feedsim.embed import ANNOUNCE_PREFIX, ENDPOINT_PATH, base_url, bind, make_server
+from feedsim.simulator import InventorySpec, SimConfig, Simulator
+
+_SETTINGS_DEFAULTS = {
+    "host": "feedsim_host",
+    "port": "feedsim_port",
+    "stones": "feedsim_stones",
+    "seed": "feedsim_seed",
+    "latency_ms": "feedsim_latency_ms",
+    "churn_per_s": "feedsim_churn_per_s",
+}
+
+
+def _anchor_ms(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither epoch milliseconds nor ISO-8601") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a time zone, e.g. 2026-01-01T00:00:00Z")
+    return int(moment.timestamp() * 1000)
+
+
+def _stones(value: str) -> int:
+    count = int(value)
+    if not 0 <= count <= 1_000_000:
+        raise argparse.ArgumentTypeError("must be an integer 0-1000000")
+    return count
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    inventory = parser.add_argument_group("inventory")
+    inventory.add_argument("--seed", type=int, help="inventory seed (default FEEDSIM_SEED, 42)")
+    inventory.add_argument("--stones", type=_stones, help="stones, 0-1000000 (default FEEDSIM_STONES)")
+    inventory.add_argument(
+        "--anchor-ms",
+        type=_anchor_ms,
+        help="the 'now' the inventory's timestamps are relative to (epoch ms or ISO-8601; default now)",
+    )
+    serving = parser.add_argument_group("serving")
+    serving.add_argument("--host", help="interface to bind (default FEEDSIM_HOST, 127.0.0.1)")
+    serving.add_argument("--port", type=int, help="TCP port, 0 = any free port (default FEEDSIM_PORT)")
+    serving.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    knobs = parser.add_argument_group("behaviour (changeable at run time with POST /_sim/config)")
+    for name, info in SimConfig.model_fields.items():
+        if name in ("username", "password"):
+            knobs.add_argument(f"--{name}", help=f"accepted {name} (default {info.default})")
+        else:
+            knobs.add_argument(f"--{name.replace('_', '-')}", type=float, help=info.description)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the `feed-sim` subcommand on an argparse subparsers object; dispatch to `run`."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "feed-sim",
+        help="serve the Nivoda feed simulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def _resolve(args: argparse.Namespace) -> tuple[InventorySpec, SimConfig, str, int]:
+    from shared.settings import SettingsError, get_settings
+
+    given = vars(args)
+    unset = [key for key in _SETTINGS_DEFAULTS if given.get(key) is None]
+    if unset:
+        try:
+            settings = get_settings()
+        except SettingsError as exc:
+            raise SystemExit(f"feed-sim: {exc}") from None
+        for key in unset:
+            given[key] = getattr(settings, _SETTINGS_DEFAULTS[key])
+    knobs = {name: given[name] for name in SimConfig.model_fields if given.get(name) is not None}
+    try:
+        config = SimConfig.model_validate(knobs)
+    except ValueError as exc:
+        raise SystemExit(f"feed-sim: invalid option: {exc}") from None
+    spec = InventorySpec(seed=given["seed"], stones=given["stones"], anchor_ms=given.get("anchor_ms"))
+    return spec, config, given["host"], given["port"]
+
+
+def run(args: argparse.Namespace) -> int:
+    spec, config, host, port = _resolve(args)
+    print(f"feed-sim: generating {spec.stones:,} stones (seed {spec.seed})...", file=sys.stderr, flush=True)
+    simulator = Simulator(spec, config)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        print(f"feed-sim: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    server = make_server(simulator, log_level=args.log_level)
+    url = base_url(sock)
+    # The socket already listens: connections made from now on wait in its backlog until served.
+    print(f"{ANNOUNCE_PREFIX}{url}", flush=True)
+    print(f"feed-sim: serving {url}{ENDPOINT_PATH}", file=sys.stderr, flush=True)
+    server.run(sockets=[sock])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m feedsim", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
