@@ -7,7 +7,7 @@ re-sends of the same logical message.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import orjson
@@ -100,7 +100,10 @@ class PoisonMessageError(ValueError):
     """A body that can never be processed: dead-letter it with this reason, do not retry."""
 
 
-def decode(body: bytes | str | dict[str, Any], expected: type[_Message] | None = None) -> Message:
+M = TypeVar("M", WorkItem, WorkDone, Consolidate)
+
+
+def decode(body: bytes | str | dict[str, Any], expected: type[M]) -> M:
     """Parse a message body; raise PoisonMessageError with a specific reason when it is unusable."""
     try:
         data = orjson.loads(body) if isinstance(body, bytes | str) else body
@@ -113,7 +116,7 @@ def decode(body: bytes | str | dict[str, Any], expected: type[_Message] | None =
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5]
         )
         raise PoisonMessageError(f"invalid message: {problems}") from None
-    if expected is not None and not isinstance(message, expected):
+    if not isinstance(message, expected):
         raise PoisonMessageError(f"expected a {expected.__name__} message, got {type(message).__name__}")
     return message
 

@@ -23,6 +23,7 @@ from shared.error_records import ErrorRecord, record_errors
 from shared.feed.errors import FeedError
 from shared.logs import log_context
 from shared.messages import WorkItem
+from shared.raw_store import seen_ids, stone_id, to_raw_items, upsert_raw
 from shared.runs import (
     Conn,
     PartitionRecord,
@@ -40,7 +41,6 @@ from worker.paging import (
     offset_cap,
     step_back_offset,
 )
-from worker.raw_store import seen_ids, stone_id, to_raw_items, upsert_raw
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,96 @@
+"""Competing consumers on the local bus, settling messages as the Functions host would.
+
+Return = complete; PoisonMessageError = dead-letter with the reason; any other exception =
+abandon (redelivered after a backoff, dead-lettered by the bus after the last permitted delivery).
+Long handlers keep their lock renewed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from shared.bus.local import BusListener, LocalBus, MessageLockLostError, ReceivedMessage
+from shared.logs import log_context
+from shared.messages import PoisonMessageError
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[ReceivedMessage], Awaitable[object]]
+IDLE_POLL_S = 2.0
+
+
+def retry_delay(delivery_count: int) -> timedelta:
+    """Backoff before a failed message is redelivered: 1 s, 2 s, 4 s ... capped at 30 s."""
+    return timedelta(seconds=min(30, 2 ** max(0, delivery_count - 1)))
+
+
+async def _renew_until_done(bus: LocalBus, message: ReceivedMessage) -> None:
+    interval = max(1.0, bus.lock_duration.total_seconds() / 3)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await bus.renew_lock(message)
+        except MessageLockLostError:
+            log.warning("lost the lock while handling %s", message.message_id)
+            return
+
+
+async def settle(bus: LocalBus, message: ReceivedMessage, handler: MessageHandler) -> str:
+    """Run the handler on one received message and settle it; return how it was settled."""
+    renewer = asyncio.create_task(_renew_until_done(bus, message))
+    try:
+        with log_context(message_id=message.message_id):
+            try:
+                await handler(message)
+            except PoisonMessageError as exc:
+                log.error("dead-lettering poison message %s: %s", message.message_id, exc)
+                await bus.dead_letter(message, reason="PoisonMessage", description=str(exc))
+                return "dead-lettered"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "handler failed on %s (delivery %d): %s",
+                    message.message_id,
+                    message.delivery_count,
+                    exc,
+                    exc_info=not isinstance(exc, TimeoutError | ConnectionError),
+                )
+                await bus.abandon(message, delay=retry_delay(message.delivery_count))
+                return "abandoned"
+            await bus.complete(message)
+            return "completed"
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
+
+
+async def consume(
+    bus: LocalBus,
+    listener: BusListener,
+    queue: str,
+    handler: MessageHandler,
+    *,
+    stop: asyncio.Event,
+) -> None:
+    """One consumer loop: receive, handle, settle, until `stop` is set (finishing the current message)."""
+    while not stop.is_set():
+        try:
+            messages = await bus.receive(queue, 1)
+        except Exception as exc:  # the database may be restarting; keep the loop alive
+            log.warning("receive from %s failed: %s", queue, exc)
+            await asyncio.sleep(1)
+            continue
+        if not messages:
+            await listener.wait(queue, IDLE_POLL_S)
+            continue
+        for message in messages:
+            try:
+                await settle(bus, message, handler)
+            except MessageLockLostError as exc:
+                log.warning("%s", exc)
