@@ -32,7 +32,7 @@ a run's pricing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from types import MappingProxyType
@@ -51,7 +51,7 @@ from shared.grades import (
 
 StoneType = Literal["natural", "lab", "fancy"]
 STONE_TYPES: Final[tuple[StoneType, ...]] = get_args(StoneType)
-DEFAULT_BASE_MARGINS: Final[Mapping[StoneType, Decimal]] = MappingProxyType(
+DEFAULT_BASE_MARGINS: Final[Mapping[str, Decimal]] = MappingProxyType(
     {"natural": Decimal("40.00"), "lab": Decimal("79.00"), "fancy": Decimal("40.00")}
 )
 MAX_MARKUP_RATIO: Final = Decimal(100)
@@ -175,10 +175,11 @@ class PricingRule:
     priority: int
     feed: str | None = None
     stone_type: StoneType | None = None
-    shapes: tuple[str, ...] | None = None
-    colors: tuple[str, ...] | None = None
-    clarities: tuple[str, ...] | None = None
-    cuts: tuple[str, ...] | None = None
+    # Any sequence is accepted; a de-duplicated tuple of normalised grades is stored.
+    shapes: Sequence[str] | None = None
+    colors: Sequence[str] | None = None
+    clarities: Sequence[str] | None = None
+    cuts: Sequence[str] | None = None
     carat_min: Decimal | None = None
     carat_max: Decimal | None = None
     cost_min: Decimal | None = None
