@@ -46,6 +46,7 @@ _MILLI: Final = Decimal("0.001")
 # The dearest diamond ever sold went for about $71M. A higher cost is a feed error; the cap also
 # keeps every priced value inside numeric(12, 2) (see consolidator.pricing.MAX_MARKUP_RATIO).
 MAX_FEED_PRICE: Final = Decimal("99999999.99")
+_MAX_CENTS: Final = 9_999_999_999
 
 FailureCode = Literal[
     "malformed_item",
@@ -116,6 +117,20 @@ class MappedDiamond:
 
 # The writer's column list, in field order.
 MAPPED_COLUMNS: Final = tuple(field.name for field in fields(MappedDiamond))
+
+_SLOT_SETTERS: Final = tuple((name, getattr(MappedDiamond, name).__set__) for name in MAPPED_COLUMNS)
+
+
+def _new_mapped(**values: Any) -> MappedDiamond:
+    """MappedDiamond(**values), faster: a frozen dataclass's __init__ sets each of the 47 fields
+    through object.__setattr__, which cost ~17% of mapping time; the slot descriptors set them
+    directly. Every field must be given (KeyError otherwise) and no other."""
+    if len(values) != len(_SLOT_SETTERS):
+        raise TypeError(f"expected the {len(_SLOT_SETTERS)} MappedDiamond fields, got {sorted(values)}")
+    diamond: MappedDiamond = object.__new__(MappedDiamond)
+    for name, set_slot in _SLOT_SETTERS:
+        set_slot(diamond, values[name])
+    return diamond
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +240,7 @@ def _map(
     if not _is_object(supplier):
         supplier = {}
 
-    return MappedDiamond(
+    return _new_mapped(
         feed=feed,
         supplier_stone_id=stone_id,
         offer_id=offer_id,
@@ -446,6 +461,8 @@ def _decimal(
 
 def _dollars(value: object, field: str) -> Decimal | None:
     """Integer cents -> exact dollars (150050 -> 1500.50), at most MAX_FEED_PRICE."""
+    if type(value) is int and 0 <= value <= _MAX_CENTS:
+        return Decimal(value).scaleb(-2)  # the feed's form, fast: exact, and already at cent scale
     if value is None:
         return None
     cents = _to_decimal(value)
