@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import (
@@ -20,12 +20,51 @@ from shared.errors import (
 
 log = logging.getLogger(__name__)
 
+
+class AuthError(OpusError):
+    """401: no usable credentials."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(OpusError):
+    """403: valid credentials without the scope the route needs."""
+
+    code = "forbidden"
+
+
+class ParameterError(OpusError):
+    """422: a request parameter the route parses itself is malformed; names the parameter."""
+
+    code = "validation_error"
+
+    def __init__(self, parameter: str, message: str, location: str = "query") -> None:
+        super().__init__(f"invalid value for {parameter}: {message}")
+        self.details = [{"parameter": parameter, "in": location, "message": message}]
+
+
+class NotModified(Exception):
+    """Not an error: the client's cached copy (If-None-Match) is current."""
+
+    def __init__(self, etag: str) -> None:
+        super().__init__(etag)
+        self.etag = etag
+
+
 _STATUS_BY_ERROR: dict[type[OpusError], int] = {
+    AuthError: 401,
+    ForbiddenError: 403,
+    ParameterError: 422,
     NotFoundError: 404,
     ConflictError: 409,
     InvalidRequestError: 400,
     DatabaseUnavailableError: 503,
 }
+
+
+# Catalogue responses depend on the caller's key and change at every consolidation: caches may
+# keep them but must revalidate (ETag) each time.
+CACHE_CONTROL = "private, no-cache"
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -66,7 +105,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OpusError)
     async def _opus(_: Request, exc: OpusError) -> JSONResponse:
         status = next((s for t, s in _STATUS_BY_ERROR.items() if isinstance(exc, t)), 400)
-        return error_response(status, exc.code, str(exc))
+        response = error_response(status, exc.code, str(exc), getattr(exc, "details", None))
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'APIKey header="X-API-Key"'
+        return response
+
+    @app.exception_handler(NotModified)
+    async def _not_modified(_: Request, exc: NotModified) -> Response:
+        return Response(status_code=304, headers={"ETag": exc.etag, "Cache-Control": CACHE_CONTROL})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

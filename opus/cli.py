@@ -77,7 +77,7 @@ def register(commands: CommandRegistry) -> None:
 
 
 # Topic modules, each with a `register(commands: CommandRegistry)` function.
-COMMAND_MODULES: tuple[str, ...] = ("opus.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("opus.cli", "opus.api_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,207 @@
+"""Catalogue search SQL: filters, sort keys with NULLS LAST and an id tiebreak, keyset positions.
+
+Every key orders as `key <dir> NULLS LAST, id <dir>`. A page continues from a position (the last
+row's key and id): for a key that is never NULL that is one row comparison `(key, id) > (v, id)`,
+which an index on (key, id) serves at any depth. For a nullable key the stones with a value come
+first (the same comparison, restricted to `key IS NOT NULL`) and the stones without one after them
+(`key IS NULL AND id > last_id`); the position says which of the two parts it is in, and a page
+that crosses from one part into the other is filled by a second query.
+
+Grade keys (colour, clarity, cut, fluorescence) sort by rank in their vocabulary (D before E, FL
+before IF), not alphabetically; migration 0003 indexes the same rank expressions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+from uuid import UUID
+
+from api.catalogue.fields import Fields, json_expression
+from api.catalogue.params import FlagFilter, InFilter, RangeFilter, SearchRequest
+from api.errors import ParameterError
+from shared import grades
+
+Cast = Literal["numeric", "integer", "timestamptz", "text"]
+
+
+@dataclass(frozen=True)
+class SortKey:
+    name: str
+    expression: str
+    nullable: bool
+    cast: Cast
+
+
+def rank_expression(column: str, vocabulary: Sequence[str]) -> str:
+    values = ",".join(f"'{value}'" for value in vocabulary)
+    return f"array_position(ARRAY[{values}]::text[], d.{column})"
+
+
+SORT_KEYS: Final[dict[str, SortKey]] = {
+    key.name: key
+    for key in (
+        SortKey("created_at", "d.created_at", False, "timestamptz"),
+        SortKey("price", "d.retail_price", False, "numeric"),
+        SortKey("price_per_carat", "d.price_per_carat", False, "numeric"),
+        SortKey("carats", "d.carats", False, "numeric"),
+        SortKey("color", rank_expression("color", grades.COLORS), True, "integer"),
+        SortKey("clarity", rank_expression("clarity", grades.CLARITIES), True, "integer"),
+        SortKey("cut", rank_expression("cut", grades.CUT_GRADES), True, "integer"),
+        SortKey(
+            "fluorescence_intensity",
+            rank_expression("fluorescence_intensity", grades.FLUORESCENCE_INTENSITIES),
+            True,
+            "integer",
+        ),
+        SortKey("ratio", "d.ratio", True, "numeric"),
+        SortKey("rating", "d.rating", True, "integer"),
+        SortKey("fancy_color", "d.fancy_color", True, "text"),
+        SortKey("certificate_lab", "d.certificate_lab", True, "text"),
+    )
+}
+
+_NO_TINT: Final = "('', 'NONE', 'N/A', 'NO')"
+_FLAG_SQL: Final[dict[tuple[str, bool], str]] = {
+    ("lab_grown", True): "d.lab_grown",
+    ("lab_grown", False): "NOT d.lab_grown",
+    ("fancy", True): "d.fancy_color IS NOT NULL",
+    ("fancy", False): "d.fancy_color IS NULL",
+    ("eye_clean", True): "d.eye_clean IS TRUE",
+    ("eye_clean", False): "d.eye_clean IS FALSE",
+    ("no_bgm", True): " AND ".join(
+        f"coalesce(upper(btrim(d.{tint})), '') IN {_NO_TINT}" for tint in ("brown", "green", "milky")
+    ),
+}
+_INTEGER_COLUMNS: Final = frozenset({"rating"})
+
+
+def where_clause(request: SearchRequest) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = ["d.status = 'active'"]
+    params: list[Any] = []
+    for item in request.filters:
+        if isinstance(item, InFilter):
+            if len(item.values) == 1:
+                clauses.append(f"d.{item.column} = %s")
+                params.append(item.values[0])
+            else:
+                clauses.append(f"d.{item.column} = ANY(%s)")
+                params.append(list(item.values))
+        elif isinstance(item, RangeFilter):
+            convert = int if item.column in _INTEGER_COLUMNS else (lambda value: value)
+            for bound, operator in ((item.low, ">="), (item.high, "<=")):
+                if bound is not None:
+                    clauses.append(f"d.{item.column} {operator} %s")
+                    params.append(convert(bound))
+        elif isinstance(item, FlagFilter):
+            sql = _FLAG_SQL.get((item.name, item.value))
+            if sql:
+                clauses.append(sql)
+    return clauses, params
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ends: the last row's sort value (None in the NULL part) and id, as text."""
+
+    value: str | None
+    id: str
+
+
+_NUMERIC = re.compile(r"^-?[0-9]{1,20}(\.[0-9]{1,10})?$")
+_INTEGER = re.compile(r"^-?[0-9]{1,9}$")
+
+
+def check_position(key: SortKey, position: Position) -> Position:
+    """A position comes from a client (inside the cursor): refuse anything the cast would reject."""
+    try:
+        UUID(position.id)
+    except ValueError:
+        raise ParameterError("cursor", "malformed cursor") from None
+    value = position.value
+    if value is None:
+        if not key.nullable:
+            raise ParameterError("cursor", "malformed cursor")
+        return position
+    valid = {
+        "numeric": lambda: bool(_NUMERIC.fullmatch(value)),
+        "integer": lambda: bool(_INTEGER.fullmatch(value)),
+        "timestamptz": lambda: _is_timestamp(value),
+        "text": lambda: "\x00" not in value and len(value) <= 500,
+    }[key.cast]()
+    if not valid:
+        raise ParameterError("cursor", "malformed cursor")
+    return position
+
+
+def _is_timestamp(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: list[Any]
+
+
+def page_statement(request: SearchRequest, after: Position | None, *, null_part: bool = False) -> Statement:
+    """One page (limit + 1 rows, to learn whether more follow) of `doc, sort value, id` rows.
+
+    Without `null_part` the page walks the stones whose key has a value (all of them for a key
+    that is never NULL); with it, the stones whose key is NULL, ordered by id.
+    """
+    key = SORT_KEYS[request.sort]
+    clauses, params = where_clause(request)
+    direction = request.order.upper()
+    comparison = ">" if request.order == "asc" else "<"
+    if null_part:
+        clauses.append(f"{key.expression} IS NULL")
+        if after is not None:
+            clauses.append(f"d.id {comparison} %s::uuid")
+            params.append(after.id)
+        order_by = f"d.id {direction}"
+    else:
+        if key.nullable:
+            clauses.append(f"{key.expression} IS NOT NULL")
+        if after is not None:
+            clauses.append(f"({key.expression}, d.id) {comparison} (%s::{key.cast}, %s::uuid)")
+            params += [after.value, after.id]
+        order_by = f"{key.expression} {direction}, d.id {direction}"
+    return _select(request.fields, key, clauses, params, order_by, request.limit + 1, 0)
+
+
+def offset_statement(request: SearchRequest) -> Statement:
+    """A shallow page by OFFSET (page/limit), in the same order as the keyset pages."""
+    key = SORT_KEYS[request.sort]
+    clauses, params = where_clause(request)
+    direction = request.order.upper()
+    order_by = f"{key.expression} {direction} NULLS LAST, d.id {direction}"
+    return _select(request.fields, key, clauses, params, order_by, request.limit + 1, request.offset)
+
+
+def _select(
+    fields: Fields, key: SortKey, clauses: list[str], params: list[Any], order_by: str, limit: int, offset: int
+) -> Statement:
+    sql = (
+        f"SELECT {json_expression(fields)}, ({key.expression})::text, d.id::text FROM diamonds d "
+        f"WHERE {' AND '.join(clauses)} ORDER BY {order_by} LIMIT %s"
+    )
+    params = [*params, limit]
+    if offset:
+        sql += " OFFSET %s"
+        params.append(offset)
+    return Statement(sql, params)
+
+
+def count_statement(request: SearchRequest, cap: int) -> Statement:
+    """Count matches up to cap + 1: more than cap is reported as `cap`, estimated."""
+    clauses, params = where_clause(request)
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM diamonds d WHERE {' AND '.join(clauses)} LIMIT %s) s"
+    return Statement(sql, [*params, cap + 1])

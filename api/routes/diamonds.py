@@ -1,0 +1,116 @@
+"""GET /api/v2/diamonds (search) and /api/v2/diamonds/{id}: the live catalogue, scope `read`.
+
+Responses carry a weak ETag built from the catalogue version (dataset_versions, bumped by every
+consolidation and repricing); a matching If-None-Match answers 304 without running the search.
+The stones' JSON is produced by PostgreSQL and joined here, not re-parsed.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+
+from api.auth import Principal, require_read
+from api.catalogue.cursor import encode_cursor
+from api.catalogue.fields import DiamondFull, DiamondSlim
+from api.catalogue.params import openapi_parameters, parse_search
+from api.catalogue.query import SORT_KEYS
+from api.catalogue.store import catalogue_version, get_diamond, search
+from api.deps import get_container
+from api.errors import CACHE_CONTROL, NotModified
+from api.routes.common import ERROR_RESPONSES
+from shared.bootstrap import Container
+from shared.errors import NotFoundError
+
+router = APIRouter(prefix="/api/v2/diamonds", tags=["catalogue"])
+API_REPRESENTATION = "2"
+
+
+class Pagination(BaseModel):
+    limit: int
+    page: int | None = Field(description="the page number when paging by page, else null")
+    has_more: bool
+    next_cursor: str | None = Field(description="pass as `cursor` to get the next page (keyset)")
+    total: int | None = Field(description="matching stones, counted up to the API's count limit")
+    total_estimated: bool = Field(description="true when more stones match than were counted")
+
+
+class SearchPage(BaseModel):
+    data: list[DiamondFull | DiamondSlim]  # type: ignore[valid-type]
+    pagination: Pagination
+
+
+class DiamondEnvelope(BaseModel):
+    data: DiamondFull  # type: ignore[valid-type]
+
+
+def etag_for(version: str) -> str:
+    return f'W/"{API_REPRESENTATION}-{version}"'
+
+
+def _check_not_modified(request: Request, etag: str) -> None:
+    header = request.headers.get("if-none-match")
+    if header and (header.strip() == "*" or etag in (tag.strip() for tag in header.split(","))):
+        raise NotModified(etag)
+
+
+def _json(body: bytes, etag: str) -> Response:
+    return Response(body, media_type="application/json", headers={"ETag": etag, "Cache-Control": CACHE_CONTROL})
+
+
+@router.get(
+    "",
+    summary="Search the live catalogue",
+    response_model=None,
+    responses={200: {"model": SearchPage, "headers": {"ETag": {"schema": {"type": "string"}}}}, **ERROR_RESPONSES},
+    openapi_extra={"parameters": openapi_parameters(list(SORT_KEYS))},
+)
+async def search_diamonds(
+    request: Request,
+    _: Principal = Depends(require_read),
+    container: Container = Depends(get_container),
+) -> Response:
+    """Filters combine with AND; values inside one list parameter with OR. Only live stones
+    (not deleted) are searched, and only `available` ones unless `availability` says otherwise.
+    Sorting puts stones without a value last and breaks ties by id. Page with `cursor`
+    (`next_cursor` of the previous page) at any depth, or with `page` for the first pages."""
+    query = parse_search(request.query_params.multi_items(), SORT_KEYS)
+    cap = container.settings.api_search_count_limit
+    async with container.pool.connection() as conn:
+        etag = etag_for(await catalogue_version(conn))
+        _check_not_modified(request, etag)
+        result = await search(conn, query, cap)
+    pagination = {
+        "limit": query.limit,
+        "page": query.page,
+        "has_more": result.next_position is not None,
+        "next_cursor": encode_cursor(query, result.next_position) if result.next_position else None,
+        "total": result.total,
+        "total_estimated": result.estimated,
+    }
+    body = b'{"data":[' + ",".join(result.docs).encode() + b'],"pagination":' + orjson.dumps(pagination) + b"}"
+    return _json(body, etag)
+
+
+@router.get(
+    "/{diamond_id}",
+    summary="One live stone",
+    response_model=None,
+    responses={200: {"model": DiamondEnvelope}, **ERROR_RESPONSES},
+)
+async def get_one(
+    diamond_id: UUID,
+    request: Request,
+    _: Principal = Depends(require_read),
+    container: Container = Depends(get_container),
+) -> Response:
+    async with container.pool.connection() as conn:
+        etag = etag_for(await catalogue_version(conn))
+        _check_not_modified(request, etag)
+        doc = await get_diamond(conn, diamond_id)
+    if doc is None:
+        raise NotFoundError(f"no live diamond {diamond_id}")
+    return _json(b'{"data":' + doc.encode() + b"}", etag)
