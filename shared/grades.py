@@ -79,11 +79,28 @@ _NON_ALNUM = re.compile(r"[^0-9A-Z]+")
 _SEPARATORS = re.compile(r"[\s_\-]+")
 # Feeds repeat a handful of spellings millions of times: each normaliser memoises text -> value.
 _MEMO_SIZE: Final = 4096
+# No grade is longer; longer text (from a feed or an API caller) is unknown, and is never memoised.
+_MAX_GRADE_LENGTH: Final = 64
+
+
+def _grade_text(value: object) -> str | None:
+    return value if isinstance(value, str) and len(value) <= _MAX_GRADE_LENGTH else None
+
+
+def _storable(text: str) -> bool:
+    """Text PostgreSQL can store: no NUL character, no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _vocabulary(
     canonical: tuple[str, ...], joiner: str, aliases: Mapping[str, str] | None = None
-) -> Callable[[str], str | None]:
+) -> Callable[[object], str | None]:
     """A lookup from any spelling to the canonical value: upper case, every run of punctuation or
     whitespace collapsed into `joiner`, then matched exactly against the values and the aliases."""
 
@@ -97,7 +114,11 @@ def _vocabulary(
     def lookup(text: str) -> str | None:
         return table.get(key(text))
 
-    return lookup
+    def normalise(value: object) -> str | None:
+        text = _grade_text(value)
+        return None if text is None else lookup(text)
+
+    return normalise
 
 
 _shape = _vocabulary(SHAPES, " ")
@@ -146,39 +167,40 @@ _fancy_intensity = _vocabulary(FANCY_INTENSITIES, " ")
 
 def normalise_shape(value: object) -> str | None:
     """ "Cushion Modified", "cushion_modified" -> "CUSHION MODIFIED"; unknown -> None."""
-    return _shape(value) if isinstance(value, str) else None
+    return _shape(value)
 
 
 def normalise_color(value: object) -> str | None:
     """ "d" -> "D", "Fancy" -> "FANCY"; letters outside D-M and anything else -> None."""
-    return _color(value) if isinstance(value, str) else None
+    return _color(value)
 
 
 def normalise_clarity(value: object) -> str | None:
     """ "vvs 1", "VVS-1" -> "VVS1"; unknown -> None."""
-    return _clarity(value) if isinstance(value, str) else None
+    return _clarity(value)
 
 
 def normalise_cut_grade(value: object) -> str | None:
     """Cut, polish and symmetry: "EX", "Excellent" -> "EXCELLENT"; "VG", "V.GOOD" -> "VERY_GOOD"."""
-    return _cut_grade(value) if isinstance(value, str) else None
+    return _cut_grade(value)
 
 
 def normalise_fluorescence_intensity(value: object) -> str | None:
     """ "NON" -> "NONE", "Very Strong", "VST" -> "VERY_STRONG"; unknown -> None."""
-    return _fluorescence(value) if isinstance(value, str) else None
+    return _fluorescence(value)
 
 
 def normalise_fancy_intensity(value: object) -> str | None:
     """ "FANCY_VIVID", "fancy-vivid", "Fancy Vivid" -> "Fancy Vivid"; unknown -> None."""
-    return _fancy_intensity(value) if isinstance(value, str) else None
+    return _fancy_intensity(value)
 
 
 def normalise_lab(value: object) -> str | None:
     """Certificate lab in upper case with single spaces ("gia" -> "GIA"); blank -> None."""
-    if not isinstance(value, str):
+    text = _grade_text(value)
+    if text is None or not _storable(text):
         return None
-    return " ".join(value.upper().split()) or None
+    return " ".join(text.upper().split()) or None
 
 
 # Colours that combine with another colour as "<modifier>-<colour>" ("Gray-Blue"); any other word
@@ -215,7 +237,8 @@ _NOT_A_COLOUR: Final = frozenset({"EVEN", "U V"})
 def normalise_fancy_color(value: object) -> str | None:
     """Fancy colour or overtone: "GREY" -> "Gray", "PINK BROWN" -> "Brown-Pink",
     "ORANGY BROWN" -> "Orangy Brown", "EVEN" and "U-V" -> None."""
-    return _fancy_color(value) if isinstance(value, str) else None
+    text = _grade_text(value)
+    return None if text is None or not _storable(text) else _fancy_color(text)
 
 
 @lru_cache(maxsize=_MEMO_SIZE)
@@ -242,7 +265,8 @@ def normalise_availability(value: object, hold_id: object = None) -> Availabilit
     unrecognised status with a hold id is on hold, as in the original's live availability check;
     SOLD and MEMO are sold whatever the hold id says.
     """
-    status = _status(value) if isinstance(value, str) else None
+    text = _grade_text(value)
+    status = None if text is None else _status(text)
     if status is None:
         return "on_hold" if isinstance(hold_id, str) and hold_id.strip() else "unavailable"
     return status

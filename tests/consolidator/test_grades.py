@@ -238,3 +238,19 @@ def test_normalisers_are_total_and_idempotent(column: str, raw: object) -> None:
 @given(st.one_of(st.text(), st.none(), st.integers()), st.one_of(st.text(), st.none()))
 def test_availability_is_always_a_stored_value(raw: object, hold_id: object) -> None:
     assert normalise_availability(raw, hold_id) in grades.AVAILABILITIES
+
+
+@pytest.mark.parametrize("column", sorted(GRADE_NORMALISERS))
+def test_text_too_long_to_be_a_grade_is_unknown(column: str) -> None:
+    """API callers send arbitrary text; none of it should be kept in the normalisers' memo."""
+    assert GRADE_NORMALISERS[column]("ROUND " + "x" * 100) is None
+
+
+@pytest.mark.parametrize("raw", ["GIA\x00", "Pink\x00", "\ud800"])
+def test_open_vocabularies_refuse_text_postgresql_cannot_store(raw: str) -> None:
+    assert normalise_lab(raw) is None
+    assert normalise_fancy_color(raw) is None
+
+
+def test_availability_of_overlong_text_is_unavailable() -> None:
+    assert normalise_availability("AVAILABLE" + " " * 100) == "unavailable"
