@@ -163,9 +163,9 @@ def map_item(item: Mapping[str, Any], *, feed: str, labgrown: bool) -> MappedDia
         stone_id = _text(diamond.get("id"), "diamond.id")
         offer_id = _text(item.get("id"), "item.id")
         if stone_id is None:
-            raise _Reject("malformed_item", f"diamond.id is missing: {_show(diamond.get('id'))}")
+            raise _Reject("malformed_item", f"diamond.id is missing or not an id: {_show(diamond.get('id'))}")
         if offer_id is None:
-            raise _Reject("malformed_item", f"item id is missing: {_show(item.get('id'))}")
+            raise _Reject("malformed_item", f"item id is missing or not an id: {_show(item.get('id'))}")
         return _map(item, diamond, stone_id, offer_id, feed, labgrown)
     except _Reject as reject:
         return MappingFailure(stone_id, offer_id, reject.code, reject.reason)
