@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,7 +23,6 @@ from typing import Any, Final
 import httpx
 import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
 
 from shared.feed import documents
 from shared.feed.errors import FeedAuthError, FeedQueryError, FeedTransientError
@@ -89,7 +89,9 @@ class NivodaClient:
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0),
         )
         self._max_retries = max_retries
-        self._backoff = wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s, jitter=backoff_jitter_s)
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._backoff_jitter_s = backoff_jitter_s
         self._max_retry_after_s = max_retry_after_s
         self._token_lifetime_s = float(token_lifetime_s)
         self._refresh_margin_s = min(TOKEN_REFRESH_MARGIN_S, token_lifetime_s / 2)
@@ -225,7 +227,9 @@ class NivodaClient:
     # --- transport ---------------------------------------------------------------------------
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = self._backoff(state)
+        """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+        exponential: float = self._backoff_initial_s * 2.0 ** (state.attempt_number - 1)
+        backoff = min(self._backoff_max_s, exponential) + random.uniform(0, self._backoff_jitter_s)
         failure = state.outcome.exception() if state.outcome else None
         retry_after = failure.retry_after if isinstance(failure, TransientFailure) else None
         if retry_after is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 
@@ -26,7 +26,14 @@ class TokenBucket:
     caller cancelled while waiting gives up its slot only if nobody reserved after it.
     """
 
-    def __init__(self, rate_per_s: float, burst: int = 1, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: int = 1,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         if rate_per_s <= 0:
             raise ValueError(f"rate_per_s must be > 0, got {rate_per_s}")
         if burst < 1:
@@ -36,6 +43,7 @@ class TokenBucket:
         self._interval = 1.0 / rate_per_s
         self._tolerance = (burst - 1) * self._interval
         self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()  # the bucket may be shared by event loops in several threads
         self._theoretical_arrival = clock()
 
@@ -57,7 +65,7 @@ class TokenBucket:
         if wait <= 0:
             return
         try:
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
         except asyncio.CancelledError:
             self._release(arrival)
             raise
