@@ -123,10 +123,9 @@ def cli_arguments(spec: InventorySpec, config: SimConfig, *, host: str, port: in
     args = ["--host", host, "--port", str(port), "--seed", str(spec.seed), "--stones", str(spec.stones)]
     if spec.anchor_ms is not None:
         args += ["--anchor-ms", str(spec.anchor_ms)]
-    defaults = SimConfig()
+    # Every knob is explicit, so the child's FEEDSIM_* environment cannot override the caller's config.
     for name, value in config.model_dump().items():
-        if value != getattr(defaults, name):
-            args += [f"--{name.replace('_', '-')}", str(value)]
+        args += [f"--{name.replace('_', '-')}", str(value)]
     return args
 
 

@@ -10,9 +10,10 @@ the simulator; sub-objects that depend only on a byte, such as `supplier`, are s
 Quirks reproduced on purpose (the mapper must cope with them): prices in integer cents; grades in
 several spellings; `certificate.labgrown` null or wrong for about half the stones (filters use the
 stone's true nature); fancy colours with compound spellings ("ORANGE BROWN" and "BROWN ORANGE");
-eyeClean as true/"Yes"/"No"/"100%"/null; about 1% of stones without a certificate; 0.3% without
-any image and 0.3% without any video in the payload although Nivoda's index says they have one (so
-they pass has_image/has_v360 filters); 0.2% with nonsense values (carats 0 or negative, shape "???").
+eyeClean as true/"Yes"/"No"/"100%"/null; about 0.5% of stones without a certificate; 0.25% without
+any image and 0.25% without any video in the payload although Nivoda's index says they have one (so
+they pass has_image/has_v360 filters); 0.1% with nonsense values (carats 0 or negative, shape "???").
+About 1% of what a full run fetches is therefore unmappable, as with the real feed.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from feedsim.ids import format_id, stone_bytes
 from feedsim.inventory import Inventory
 
 # Payload defects, as thresholds on a 16-bit value (out of 65,536).
-NO_CERTIFICATE: Final = 655  # ~1.0%
-NO_IMAGE: Final = NO_CERTIFICATE + 197  # ~0.3%
-NO_VIDEO: Final = NO_IMAGE + 197  # ~0.3%
-NONSENSE: Final = NO_VIDEO + 131  # ~0.2%
+NO_CERTIFICATE: Final = 328  # ~0.5%
+NO_IMAGE: Final = NO_CERTIFICATE + 164  # ~0.25%
+NO_VIDEO: Final = NO_IMAGE + 164  # ~0.25%
+NONSENSE: Final = NO_VIDEO + 66  # ~0.1%
 
 _MEDIA: Final = "https://cdn.feedsim.example"
 _BASE_COLUMNS: Final = (
@@ -53,7 +54,7 @@ _BOWTIE_SHAPES: Final = frozenset({1, 9, 10, 16})  # oval, marquise, pear, heart
 
 # Byte-indexed tables: every value a byte can select, computed once.
 _BYTES: Final = range(256)
-_DEPTH_PCT: Final = tuple(round(58 + b / 16, 1) for b in _BYTES)
+_DEPTH_PCT: Final = tuple(round(59 + b / 64, 1) for b in _BYTES)
 _TABLE_PCT: Final = tuple(round(53 + b / 32, 1) for b in _BYTES)
 _CROWN_ANGLE: Final = tuple(round(32 + b / 64, 1) for b in _BYTES)
 _CROWN_HEIGHT: Final = tuple(round(13 + b / 64, 1) for b in _BYTES)
@@ -113,10 +114,10 @@ def build_items(inventory: Inventory, rows: Sequence[int] | np.ndarray) -> list[
         return []
     columns = [inventory.column(name)[rows_array] for name in _BASE_COLUMNS]
     randomness = stone_bytes(inventory.seed, rows_array)
-    ratio = _RATIOS[columns[2]] * (1 + (randomness[:, 2].astype(np.float64) - 128) / 4096)
+    ratio = _RATIOS[columns[2]] * (1 + randomness[:, 2] / 8192)  # length >= width
     width = np.round(6.45 * (columns[1] / 100) ** (1 / 3) / np.sqrt(ratio), 2)
     length = np.round(width * ratio, 2)
-    depth_pct = 58 + randomness[:, 4] / 16
+    depth_pct = 59 + randomness[:, 4] / 64
     depth = np.round(width * depth_pct / 100, 2)
     hexes = randomness[:, 48:].tobytes().hex()
     fields: list[list[Any]] = [
