@@ -6,7 +6,8 @@
 - `POST /_sim/stats/reset`      zero the counters
 - `GET|POST /_sim/config`       read or change knobs (partial JSON object of SimConfig fields)
 - `POST /_sim/churn`            apply {"events": N} churn events now; returns what changed
-- `POST /_sim/tokens/revoke`    invalidate every issued token (forces re-authentication)
+- `POST /_sim/tokens/revoke`    forget every issued token (the server then calls them invalid)
+- `POST /_sim/tokens/expire`    expire every issued token now (the server then calls them expired)
 - `GET  /_sim/health`
 """
 
@@ -85,6 +86,9 @@ def create_app(simulator: Simulator) -> Starlette:
     async def revoke_tokens(_: Request) -> Response:
         return _json({"revoked": simulator.tokens.revoke_all()})
 
+    async def expire_tokens(_: Request) -> Response:
+        return _json({"expired": simulator.tokens.expire_all()})
+
     async def health(_: Request) -> Response:
         return _json({"status": "ok", "stones": simulator.inventory.live_count})
 
@@ -108,6 +112,7 @@ def create_app(simulator: Simulator) -> Starlette:
             Route("/_sim/config", set_config, methods=["POST"]),
             Route("/_sim/churn", churn, methods=["POST"]),
             Route("/_sim/tokens/revoke", revoke_tokens, methods=["POST"]),
+            Route("/_sim/tokens/expire", expire_tokens, methods=["POST"]),
             Route("/_sim/health", health, methods=["GET"]),
         ],
         lifespan=lifespan,

@@ -30,6 +30,12 @@ class TokenStore:
             return "invalid"
         return "ok" if self._clock() < until else "expired"
 
+    def expire_all(self) -> int:
+        """Make every issued token expired now (they stay known, so the server says "expired")."""
+        now = self._clock()
+        self._expiry = dict.fromkeys(self._expiry, now)
+        return len(self._expiry)
+
     def revoke_all(self) -> int:
         revoked = len(self._expiry)
         self._expiry.clear()

@@ -167,9 +167,8 @@ async def test_revoked_token_is_replaced_once_and_the_call_repeated(
 
 async def test_expired_token_is_replaced(sim: SimControl, make_client: ClientFactory) -> None:
     client = make_client(sim.endpoint)
-    sim.configure(token_ttl_s=0.2)
     await client.count(DiamondQuery())
-    await asyncio.sleep(0.3)
+    sim.http.post("/_sim/tokens/expire").raise_for_status()
     await client.count(DiamondQuery())
     assert client.stats.reauths == 1
     assert sim.stats()["rejections"] == {"expired_token": 1}
@@ -325,3 +324,21 @@ async def test_shared_limiter_holds_fifty_callers_to_the_rate(sim: SimControl, m
     stats = sim.stats()
     assert sum(stats["requests"].values()) == len(granted)
     assert stats["faults"] == {}
+
+
+async def test_built_from_settings(sim: SimControl) -> None:
+    from shared.settings import load_settings
+
+    settings = load_settings(nivoda_endpoint=sim.endpoint, nivoda_max_retries=0, nivoda_request_timeout_s=7)
+    client = NivodaClient.from_settings(settings, TokenBucket(settings.nivoda_rate_limit_per_s))
+    try:
+        assert client.endpoint == sim.endpoint
+        assert await client.count(DiamondQuery(labgrown=True)) > 0
+    finally:
+        await client.aclose()
+    unset = load_settings()
+    with pytest.raises(ValueError, match="NIVODA_ENDPOINT"):
+        NivodaClient.from_settings(unset.model_copy(update={"nivoda_endpoint": None}), TokenBucket(1))
+    other = NivodaClient.from_settings(unset, TokenBucket(1), endpoint="http://127.0.0.1:1/api/diamonds")
+    assert other.endpoint == "http://127.0.0.1:1/api/diamonds"
+    await other.aclose()

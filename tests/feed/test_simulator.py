@@ -408,3 +408,17 @@ def test_filters_read_prices_in_dollars_exactly(sim: SimControl, inventory: list
     token = sim.token()
     body = sim.graphql(documents.COUNT, {"token": token, "query": query.to_variables()}).json()
     assert body["data"]["as"]["diamonds_by_query_count"] == len(matching_ids(inventory, query)) >= 1
+
+
+def test_tokens_live_for_the_ttl_in_force_when_issued() -> None:
+    from feedsim.tokens import TokenStore
+
+    now = [0.0]
+    store = TokenStore(clock=lambda: now[0])
+    short, long = store.issue(10), store.issue(100)
+    now[0] = 50
+    assert (store.check(short), store.check(long), store.check("forged")) == ("expired", "ok", "invalid")
+    store.expire_all()
+    assert store.check(long) == "expired"
+    store.revoke_all()
+    assert store.check(long) == "invalid"
