@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import psycopg
 
 T = TypeVar("T")
 
@@ -27,3 +29,10 @@ def wait_for(predicate: Callable[[], T | None], timeout: float, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def scalars(conn: psycopg.Connection[Any], query: str, *params: object) -> tuple[Any, ...]:
+    """The single row a query must return (fails the test when it returns none)."""
+    row = conn.execute(query, params or None).fetchone()
+    assert row is not None, f"no row for {query}"
+    return tuple(row)

@@ -8,17 +8,22 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest_asyncio
 import uvicorn
+from starlette.types import ASGIApp
 
 from api.app import create_app
-from shared.bootstrap import Container
-from shared.clock import SystemClock
+from shared.bootstrap import open_container
 from shared.db.pool import Pool
 from shared.settings import Settings
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def api_url(db: Pool, settings: Settings) -> AsyncIterator[str]:
-    app = create_app(Container(settings=settings, pool=db, clock=SystemClock()))
+async def api_url(db: Pool, settings: Settings, database_url: str) -> AsyncIterator[str]:
+    async with open_container(settings, database_url, name="health-test") as container:
+        async for url in serve(create_app(container)):
+            yield url
+
+
+async def serve(app: ASGIApp) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event

@@ -77,15 +77,14 @@ def test_run_serves_health_and_ctrl_c_leaves_no_postgres_behind(tmp_path: Path) 
             proc.send_signal(signal.SIGINT)
             output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, output
-        assert not _postgres_for(pgdata), f"postgres still running after Ctrl-C (attempt {attempt})"
+        # pg_ctl returns once the postmaster is gone; its children exit a moment later.
+        wait_for(lambda: not _postgres_for(pgdata), timeout=10, what=f"postgres to exit (attempt {attempt})")
         assert "Traceback" not in output
 
 
 def test_unreachable_database_url_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
     env = _opus_env(tmp_path, DATABASE_URL="postgresql://nobody@127.0.0.1:1/x")
-    proc = subprocess.run(
-        [sys.executable, "-m", "opus", "run"], env=env, capture_output=True, text=True, timeout=60
-    )
+    proc = subprocess.run([sys.executable, "-m", "opus", "run"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr

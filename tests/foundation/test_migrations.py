@@ -48,14 +48,8 @@ def test_fresh_database_gets_every_migration_and_a_rerun_is_a_no_op(test_databas
 
 def test_two_processes_migrating_together_apply_each_file_once(test_databases: DatabaseFactory) -> None:
     url = test_databases.create()
-    code = (
-        "import asyncio, sys; from shared.db.migrate import migrate; "
-        "print(len(asyncio.run(migrate(sys.argv[1]))))"
-    )
-    procs = [
-        subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    code = "import asyncio, sys; from shared.db.migrate import migrate; print(len(asyncio.run(migrate(sys.argv[1]))))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     total = len(load_migrations())
@@ -78,9 +72,7 @@ def test_an_edited_applied_migration_is_refused(test_databases: DatabaseFactory,
         assert conn.execute("SELECT to_regclass('should_not_exist')").fetchone() == (None,)
 
 
-def test_a_failing_migration_leaves_nothing_half_applied(
-    test_databases: DatabaseFactory, tmp_path: Path
-) -> None:
+def test_a_failing_migration_leaves_nothing_half_applied(test_databases: DatabaseFactory, tmp_path: Path) -> None:
     url = test_databases.create()
     directory = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, directory)
