@@ -68,9 +68,7 @@ class Settings(BaseSettings):
     )
     db_pool_min_size: int = Field(1, ge=0, le=100, description="an integer 0-100")
     db_pool_max_size: int = Field(10, ge=1, le=200, description="an integer 1-200")
-    db_statement_timeout_ms: int = Field(
-        120_000, ge=0, description="milliseconds, an integer >= 0 (0 disables)"
-    )
+    db_statement_timeout_ms: int = Field(120_000, ge=0, description="milliseconds, an integer >= 0 (0 disables)")
 
     # --- message bus ---------------------------------------------------------------------
     bus_backend: Literal["local", "servicebus"] = Field(
@@ -115,9 +113,7 @@ class Settings(BaseSettings):
     feedsim_churn_per_s: float = Field(0.0, ge=0, description="stones changed per second, a number >= 0")
 
     # --- scheduling and run planning -----------------------------------------------------
-    schedule_cron: str = Field(
-        "0 0 */6 * * *", description="an NCRONTAB expression with 6 fields (seconds first)"
-    )
+    schedule_cron: str = Field("0 0 */6 * * *", description="an NCRONTAB expression with 6 fields (seconds first)")
     run_on_startup: bool = Field(
         True, description="true/false: the local host starts a run at start when no run has completed yet"
     )
@@ -128,20 +124,14 @@ class Settings(BaseSettings):
     full_run_start_date: datetime = Field(
         datetime(2000, 1, 1, tzinfo=UTC), description="an ISO-8601 timestamp with time zone"
     )
-    incremental_safety_buffer_minutes: int = Field(
-        15, ge=0, le=1440, description="minutes, an integer 0-1440"
-    )
+    incremental_safety_buffer_minutes: int = Field(15, ge=0, le=1440, description="minutes, an integer 0-1440")
 
     # --- heatmap and partitioning ---------------------------------------------------------
     heatmap_min_price_per_carat: Decimal = Field(Decimal(0), ge=0, description="dollars per carat, >= 0")
     heatmap_max_price_per_carat: Decimal = Field(Decimal(100_000), gt=0, description="dollars per carat, > 0")
     heatmap_concurrency: int = Field(6, ge=1, le=50, description="concurrent count calls, an integer 1-50")
-    heatmap_max_count_calls: int = Field(
-        60, ge=5, le=1000, description="count-call budget, an integer 5-1000"
-    )
-    max_workers_full: int = Field(
-        30, ge=1, le=1000, description="partitions of a full run, an integer 1-1000"
-    )
+    heatmap_max_count_calls: int = Field(60, ge=5, le=1000, description="count-call budget, an integer 5-1000")
+    max_workers_full: int = Field(30, ge=1, le=1000, description="partitions of a full run, an integer 1-1000")
     max_workers_incremental: int = Field(
         10, ge=1, le=1000, description="partitions of an incremental run, an integer 1-1000"
     )
@@ -163,16 +153,11 @@ class Settings(BaseSettings):
         description="share of completed partitions (0-1) above which a partial run auto-consolidates",
     )
     auto_consolidation_delay_minutes: int = Field(5, ge=0, le=1440, description="minutes, an integer 0-1440")
-    run_stall_minutes: int = Field(
-        30, ge=1, le=10_080, description="minutes without progress, integer 1-10080"
-    )
+    run_stall_minutes: int = Field(30, ge=1, le=10_080, description="minutes without progress, integer 1-10080")
 
     # --- consolidation ---------------------------------------------------------------------
     consolidator_batch_size: int = Field(2000, ge=1, le=100_000, description="rows per claim, 1-100000")
     consolidator_concurrency: int = Field(1, ge=1, le=32, description="local consolidators, an integer 1-32")
-    soft_delete_confirm_batch: int = Field(
-        50, ge=1, le=50, description="ids per by_ids call, an integer 1-50"
-    )
     mapping_error_alert_ratio: Decimal = Field(
         Decimal("0.02"), ge=0, le=1, description="share of unmappable items (0-1) that raises an alert"
     )

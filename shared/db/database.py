@@ -46,9 +46,7 @@ async def check_reachable(url: str) -> None:
 
 
 @asynccontextmanager
-async def ready_database(
-    settings: Settings, *, apply_migrations: bool = True
-) -> AsyncIterator[DatabaseTarget]:
+async def ready_database(settings: Settings, *, apply_migrations: bool = True) -> AsyncIterator[DatabaseTarget]:
     """Start the embedded server if needed (and stop it on exit if we started it), check, migrate."""
     target = database_target(settings)
     started = False
