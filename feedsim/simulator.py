@@ -37,6 +37,18 @@ DEFAULT_LIMIT: Final = 50
 CHURN_TICK_S: Final = 0.25
 _CPU_SAMPLES: Final = 20_000
 _INVENTORY_CHUNK: Final = 5_000
+_GROUND_TRUTH_COLUMNS: Final = (
+    "labgrown",
+    "price_cents",
+    "availability",
+    "created_ms",
+    "updated_ms",
+    "ct100",
+    "shape",
+    "cut",
+    "has_image",
+    "has_v360",
+)
 
 
 class SimConfig(BaseModel):
@@ -166,52 +178,43 @@ class Simulator:
         }
 
     def inventory_json(self) -> Iterator[bytes]:
-        """Ground truth: every stone still in the feed, as one JSON object streamed in chunks."""
+        """Ground truth: every stone still in the feed, as one JSON object streamed in chunks.
+
+        The columns are copied now (on the event loop), so the stream is one consistent snapshot
+        even if churn changes the inventory while it is being sent.
+        """
         inventory = self.inventory
         alive = np.flatnonzero(inventory.column("alive"))
-        yield b'{"count":%d,"stones":[' % len(alive)
-        for start in range(0, len(alive), _INVENTORY_CHUNK):
-            rows = alive[start : start + _INVENTORY_CHUNK]
-            chunk = self._ground_truth(rows)
-            prefix = b"," if start else b""
-            yield prefix + _json(chunk)[1:-1]
-        yield b"]}"
+        snapshot = {name: inventory.column(name)[alive] for name in _GROUND_TRUTH_COLUMNS}
+        return self._stream_ground_truth(alive, snapshot)
 
-    def _ground_truth(self, rows: np.ndarray) -> list[dict[str, Any]]:
-        inventory, seed = self.inventory, self.inventory.seed
-        columns = {
-            name: inventory.column(name)[rows].tolist()
-            for name in (
-                "labgrown",
-                "price_cents",
-                "availability",
-                "created_ms",
-                "updated_ms",
-                "ct100",
-                "shape",
-                "cut",
-                "has_image",
-                "has_v360",
-            )
-        }
-        diamond_ids, offer_ids = ids.ids_of(seed, "diamond", rows), ids.ids_of(seed, "offer", rows)
-        return [
-            {
-                "supplier_stone_id": diamond_ids[i],
-                "offer_id": offer_ids[i],
-                "labgrown": columns["labgrown"][i],
-                "price_cents": columns["price_cents"][i],
-                "availability": vocab.AVAILABILITIES[columns["availability"][i]],
-                "created_at": _iso(columns["created_ms"][i]),
-                "updated_at": _iso(columns["updated_ms"][i]),
-                "carats": columns["ct100"][i] / 100,
-                "shape": vocab.SHAPES[columns["shape"][i]],
-                "cut": None if columns["cut"][i] == vocab.NO_CUT else vocab.CUT_GRADES[columns["cut"][i]],
-                "has_image": columns["has_image"][i],
-                "has_v360": columns["has_v360"][i],
-            }
-            for i in range(len(rows))
-        ]
+    def _stream_ground_truth(self, rows: np.ndarray, snapshot: dict[str, np.ndarray]) -> Iterator[bytes]:
+        seed = self.inventory.seed
+        yield b'{"count":%d,"stones":[' % len(rows)
+        for start in range(0, len(rows), _INVENTORY_CHUNK):
+            part = slice(start, start + _INVENTORY_CHUNK)
+            columns = {name: values[part].tolist() for name, values in snapshot.items()}
+            diamond_ids = ids.ids_of(seed, "diamond", rows[part])
+            offer_ids = ids.ids_of(seed, "offer", rows[part])
+            chunk = [
+                {
+                    "supplier_stone_id": diamond_ids[i],
+                    "offer_id": offer_ids[i],
+                    "labgrown": columns["labgrown"][i],
+                    "price_cents": columns["price_cents"][i],
+                    "availability": vocab.AVAILABILITIES[columns["availability"][i]],
+                    "created_at": _iso(columns["created_ms"][i]),
+                    "updated_at": _iso(columns["updated_ms"][i]),
+                    "carats": columns["ct100"][i] / 100,
+                    "shape": vocab.SHAPES[columns["shape"][i]],
+                    "cut": None if columns["cut"][i] == vocab.NO_CUT else vocab.CUT_GRADES[columns["cut"][i]],
+                    "has_image": columns["has_image"][i],
+                    "has_v360": columns["has_v360"][i],
+                }
+                for i in range(len(diamond_ids))
+            ]
+            yield (b"," if start else b"") + _json(chunk)[1:-1]
+        yield b"]}"
 
     async def churn_forever(self) -> None:
         carry, last = 0.0, time.monotonic()
