@@ -4,6 +4,10 @@ A request first meets the fault injector (rate limit, then at most one random fa
 the client's timeout, a 5xx, the CDN's 403), then the configured latency, then GraphQL handling.
 Faults and rejections are counted in `stats`, so tests and benchmarks can compare what the client
 saw with what the server did.
+
+Churn keeps Nivoda's time semantics (see the package docstring): every change stamps updatedAt
+with the current time, so the set of stones matching a query whose `updated.to` lies in the past
+never grows over time; it only shrinks as stones change or disappear.
 """
 
 from __future__ import annotations
