@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 from uuid import UUID
 
-from api.catalogue.fields import Fields, json_expression
+from api.catalogue.fields import json_expression
 from api.catalogue.params import FlagFilter, InFilter, RangeFilter, SearchRequest
 from api.errors import ParameterError
 from shared import grades
@@ -166,15 +166,14 @@ def page_statement(request: SearchRequest, after: Position | None, *, null_part:
         if after is not None:
             clauses.append(f"d.id {comparison} %s::uuid")
             params.append(after.id)
-        order_by = f"d.id {direction}"
-    else:
-        if key.nullable:
-            clauses.append(f"{key.expression} IS NOT NULL")
-        if after is not None:
-            clauses.append(f"({key.expression}, d.id) {comparison} (%s::{key.cast}, %s::uuid)")
-            params += [after.value, after.id]
-        order_by = f"{key.expression} {direction}, d.id {direction}"
-    return _select(request.fields, key, clauses, params, order_by, request.limit + 1, 0)
+        return _select(request, clauses, params, f"d.id {direction}", f"p.id {direction}", 0)
+    if key.nullable:
+        clauses.append(f"{key.expression} IS NOT NULL")
+    if after is not None:
+        clauses.append(f"({key.expression}, d.id) {comparison} (%s::{key.cast}, %s::uuid)")
+        params += [after.value, after.id]
+    inner = f"{key.expression} {direction}, d.id {direction}"
+    return _select(request, clauses, params, inner, f"p.sk {direction}, p.id {direction}", 0)
 
 
 def offset_statement(request: SearchRequest) -> Statement:
@@ -182,22 +181,58 @@ def offset_statement(request: SearchRequest) -> Statement:
     key = SORT_KEYS[request.sort]
     clauses, params = where_clause(request)
     direction = request.order.upper()
-    order_by = f"{key.expression} {direction} NULLS LAST, d.id {direction}"
-    return _select(request.fields, key, clauses, params, order_by, request.limit + 1, request.offset)
+    inner = f"{key.expression} {direction} NULLS LAST, d.id {direction}"
+    outer = f"p.sk {direction} NULLS LAST, p.id {direction}"
+    return _select(request, clauses, params, inner, outer, request.offset)
+
+
+# Price order within a carat range: the two are strongly correlated, so walking the price index
+# skips most stones (the cheap ones are small) and walking the carat range sorts all of it. Instead
+# the range is cut into 0.1 ct buckets and each bucket is read in price order from an index on
+# (bucket, price, id) that also covers the usual filters: at most (limit + 1) index entries per
+# bucket, merged. Used for ranges up to MAX_CARAT_BUCKETS buckets wide.
+CARAT_BUCKET = "floor(d.carats * 10)::int"
+MAX_CARAT_BUCKETS: Final = 50
+
+
+def carat_buckets(request: SearchRequest) -> tuple[int, int] | None:
+    if request.sort != "price":
+        return None
+    for item in request.filters:
+        if isinstance(item, RangeFilter) and item.column == "carats" and item.low is not None and item.high is not None:
+            low, high = int(item.low * 10), int(item.high * 10)
+            return (low, high) if high - low < MAX_CARAT_BUCKETS else None
+    return None
 
 
 def _select(
-    fields: Fields, key: SortKey, clauses: list[str], params: list[Any], order_by: str, limit: int, offset: int
+    request: SearchRequest, clauses: list[str], params: list[Any], inner_order: str, outer_order: str, offset: int
 ) -> Statement:
+    # Two steps: the inner query finds the page's ids reading only indexed columns (an index-only
+    # scan when the filters allow), the outer one fetches and renders just those rows.
+    key = SORT_KEYS[request.sort]
+    where = " AND ".join(clauses)
+    rows = request.limit + 1
+    buckets = carat_buckets(request)
+    if buckets is None:
+        inner = (
+            f"SELECT d.id, {key.expression} AS sk FROM diamonds d WHERE {where} "
+            f"ORDER BY {inner_order} LIMIT %s{' OFFSET %s' if offset else ''}"
+        )
+        inner_params = [*params, rows, *([offset] if offset else [])]
+    else:
+        inner = (
+            "SELECT x.id, x.sk FROM generate_series(%s, %s) AS b(bucket), LATERAL ("
+            f"SELECT d.id, {key.expression} AS sk FROM diamonds d WHERE {CARAT_BUCKET} = b.bucket AND {where} "
+            f"ORDER BY {inner_order} LIMIT %s) x "
+            f"ORDER BY {outer_order.replace('p.', 'x.')} LIMIT %s{' OFFSET %s' if offset else ''}"
+        )
+        inner_params = [*buckets, *params, offset + rows, rows, *([offset] if offset else [])]
     sql = (
-        f"SELECT {json_expression(fields)}, ({key.expression})::text, d.id::text FROM diamonds d "
-        f"WHERE {' AND '.join(clauses)} ORDER BY {order_by} LIMIT %s"
+        f"SELECT {json_expression(request.fields)}, p.sk::text, p.id::text FROM ({inner}) p "
+        f"JOIN diamonds d ON d.id = p.id ORDER BY {outer_order}"
     )
-    params = [*params, limit]
-    if offset:
-        sql += " OFFSET %s"
-        params.append(offset)
-    return Statement(sql, params)
+    return Statement(sql, inner_params)
 
 
 def count_statement(request: SearchRequest, cap: int) -> Statement:

@@ -1,0 +1,220 @@
+"""Catalogue search and detail over HTTP: normalised filter values, booleans, parameter errors,
+response shapes, bounded counts, ETag/304 and gzip."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from shared.settings import Settings
+from tests.api.catalogue import bump_version, insert, stone
+from tests.api.conftest import Keys, serve
+from tests.conftest import make_settings
+
+
+def _ids(response: httpx.Response) -> set[str]:
+    assert response.status_code == 200, response.text
+    return {item["id"] for item in response.json()["data"]}
+
+
+@pytest.fixture
+def stones(db: Any, sync_db: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+    rows = {
+        "round_ex": stone(cut="EXCELLENT", shape="ROUND"),
+        "oval_vg": stone(cut="VERY_GOOD", shape="OVAL", lab_grown=True),
+        "cushion_mod": stone(shape="CUSHION MODIFIED", cut=None),
+        "fancy_pink": stone(
+            color="FANCY", fancy_color="Brown-Pink", fancy_intensity="Fancy Vivid", certificate_lab="IGI"
+        ),
+        "fancy_yellow": stone(color="FANCY", fancy_color="Orangy Brown", fancy_intensity="Fancy Intense"),
+        "on_hold": stone(availability="on_hold"),
+        "deleted": stone(status="deleted"),
+        "tinted": stone(brown="Light", eye_clean=False),
+        "no_tint": stone(brown="NONE", green="N/A", milky="", eye_clean=None),
+    }
+    insert(sync_db, rows.values())
+    return rows
+
+
+def _search(http: httpx.Client, keys: Keys, params: Any) -> httpx.Response:
+    return http.get("/api/v2/diamonds", params=params, headers={"X-API-Key": keys.read})
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"cut": "EX"}, {"round_ex", "fancy_pink", "fancy_yellow", "tinted", "no_tint"}),
+        ({"cut": "very good"}, {"oval_vg"}),
+        ({"shape": "cushion_modified"}, {"cushion_mod"}),
+        ({"shape": "oval,Cushion Modified"}, {"oval_vg", "cushion_mod"}),
+        ([("shape", "OVAL"), ("shape", "cushion modified")], {"oval_vg", "cushion_mod"}),
+        ({"fancy_color": "PINK BROWN"}, {"fancy_pink"}),
+        ({"fancy_color": "orangy brown"}, {"fancy_yellow"}),
+        ({"fancy_intensity": "FANCY_VIVID"}, {"fancy_pink"}),
+        ({"color": "fancy"}, {"fancy_pink", "fancy_yellow"}),
+        ({"lab": "igi"}, {"fancy_pink"}),
+        ({"lab_grown": "false", "shape": "OVAL"}, set()),
+        ({"lab_grown": "true"}, {"oval_vg"}),
+        ({"lab_grown": "0", "cut": "VG"}, set()),
+        ({"fancy": "true"}, {"fancy_pink", "fancy_yellow"}),
+        ({"eye_clean": "false"}, {"tinted"}),
+        ({"no_bgm": "true", "eye_clean": "false"}, set()),
+        ({"availability": "on_hold"}, {"on_hold"}),
+        ({"availability": "available,on hold"}, {"*"}),
+    ],
+)
+def test_filter_values_are_normalised_like_the_mapper_stores_them(
+    stones: dict[str, dict[str, Any]], http: httpx.Client, keys: Keys, params: Any, expected: set[str]
+) -> None:
+    if expected == {"*"}:  # every live stone
+        expected = set(stones) - {"deleted"}
+    found = _ids(_search(http, keys, params))
+    assert found == {stones[name]["id"] for name in expected}
+
+
+def test_no_bgm_false_does_not_filter(stones: dict[str, dict[str, Any]], http: httpx.Client, keys: Keys) -> None:
+    with_flag = _ids(_search(http, keys, {"no_bgm": "true"}))
+    assert stones["tinted"]["id"] not in with_flag
+    assert stones["no_tint"]["id"] in with_flag
+    assert stones["tinted"]["id"] in _ids(_search(http, keys, {"no_bgm": "false"}))
+
+
+def test_response_shape_money_as_strings(stones: dict[str, dict[str, Any]], http: httpx.Client, keys: Keys) -> None:
+    body = _search(http, keys, {"shape": "OVAL"}).json()
+    item = body["data"][0]
+    assert item["retail_price"] == "1400.00"
+    assert item["feed_price"] == "1000.00"
+    assert item["price_per_carat"] == "1000.00"
+    assert item["markup_ratio"] == "1.4000"
+    assert Decimal(str(item["carats"])) == Decimal("1.00")
+    assert item["created_at"].startswith("2026-01-01T00:00:00")
+    assert item["created_at"].endswith("+00:00")
+    slim = _search(http, keys, {"shape": "OVAL", "fields": "slim"}).json()["data"][0]
+    assert "supplier_stone_id" not in slim
+    assert set(slim) < set(item)
+
+
+def test_detail_returns_live_stones_only(stones: dict[str, dict[str, Any]], http: httpx.Client, keys: Keys) -> None:
+    headers = {"X-API-Key": keys.read}
+    live = http.get(f"/api/v2/diamonds/{stones['oval_vg']['id']}", headers=headers)
+    assert live.status_code == 200
+    assert live.json()["data"]["shape"] == "OVAL"
+    gone = http.get(f"/api/v2/diamonds/{stones['deleted']['id']}", headers=headers)
+    assert gone.status_code == 404
+    assert gone.json()["error"]["code"] == "not_found"
+    bad = http.get("/api/v2/diamonds/not-a-uuid", headers=headers)
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["parameter"] == "diamond_id"
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"shape": "BLOB"}, "shape"),
+        ({"shape": ","}, "shape"),
+        ({"cut": "superb"}, "cut"),
+        ({"availability": "maybe"}, "availability"),
+        ({"lab_grown": "perhaps"}, "lab_grown"),
+        ({"carat_min": "abc"}, "carat_min"),
+        ({"carat_min": "1e400"}, "carat_min"),
+        ({"carat_min": "-1"}, "carat_min"),
+        ({"carat_min": "2", "carat_max": "1"}, "carat_min"),
+        ({"price_max": "NaN"}, "price_max"),
+        ({"rating_min": "0"}, "rating_min"),
+        ({"rating_max": "2.5"}, "rating_max"),
+        ({"sort": "weight"}, "sort"),
+        ({"order": "sideways"}, "order"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "100000"}, "limit"),
+        ({"page": "0"}, "page"),
+        ({"page": "1000"}, "page"),
+        ({"fields": "all"}, "fields"),
+        ({"count": "maybe"}, "count"),
+        ({"colour": "D"}, "colour"),
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"cursor": "eyJjIjoxfQ"}, "cursor"),
+        ({"page": "2", "cursor": "x"}, "page"),
+        ([("sort", "price"), ("sort", "carats")], "sort"),
+    ],
+)
+def test_bad_parameters_answer_422_naming_the_parameter(
+    db: Any, http: httpx.Client, keys: Keys, params: Any, parameter: str
+) -> None:
+    response = _search(http, keys, params)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"][0]["parameter"] == parameter
+    assert parameter in error["message"]
+
+
+def test_a_cursor_is_bound_to_its_sort_and_filters(
+    stones: dict[str, dict[str, Any]], http: httpx.Client, keys: Keys
+) -> None:
+    first = _search(http, keys, {"limit": 1, "sort": "price"}).json()
+    cursor = first["pagination"]["next_cursor"]
+    assert cursor
+    assert _search(http, keys, {"limit": 1, "sort": "price", "cursor": cursor}).status_code == 200
+    other_sort = _search(http, keys, {"limit": 1, "sort": "carats", "cursor": cursor})
+    assert other_sort.status_code == 422
+    other_filters = _search(http, keys, {"limit": 1, "sort": "price", "shape": "OVAL", "cursor": cursor})
+    assert other_filters.status_code == 422
+    assert "filters" in other_filters.json()["error"]["details"][0]["message"]
+
+
+def test_the_count_is_bounded_and_flagged_estimated(
+    db: Any, sync_db: psycopg.Connection[Any], database_url: str, tmp_path: Any
+) -> None:
+    insert(sync_db, [stone() for _ in range(130)])
+    settings: Settings = make_settings(database_url, tmp_path, api_search_count_limit=100)
+    with serve(settings, database_url) as served, httpx.Client(base_url=served.url) as client:
+        from api.keys import create_key
+
+        key = served.call(create_key(served.container.pool, name="count", scopes=["read"])).key
+        capped = client.get("/api/v2/diamonds", params={"limit": 5}, headers={"X-API-Key": key}).json()
+        exact = client.get(
+            "/api/v2/diamonds", params={"limit": 5, "lab_grown": "true"}, headers={"X-API-Key": key}
+        ).json()
+    assert capped["pagination"]["total"] == 100
+    assert capped["pagination"]["total_estimated"] is True
+    assert exact["pagination"]["total"] == 0
+    assert exact["pagination"]["total_estimated"] is False
+
+
+def test_etag_304_and_new_version_after_consolidation(
+    stones: dict[str, dict[str, Any]], sync_db: psycopg.Connection[Any], http: httpx.Client, keys: Keys
+) -> None:
+    headers = {"X-API-Key": keys.read}
+    first = http.get("/api/v2/diamonds", headers=headers)
+    etag = first.headers["etag"]
+    assert etag.startswith('W/"')
+    assert first.headers["cache-control"] == "private, no-cache"
+    cached = http.get("/api/v2/diamonds", headers={**headers, "If-None-Match": etag})
+    assert cached.status_code == 304
+    assert cached.content == b""
+    assert cached.headers["etag"] == etag
+    detail = http.get(f"/api/v2/diamonds/{stones['oval_vg']['id']}", headers={**headers, "If-None-Match": etag})
+    assert detail.status_code == 304
+    bump_version(sync_db, "nivoda-labgrown")
+    fresh = http.get("/api/v2/diamonds", headers={**headers, "If-None-Match": etag})
+    assert fresh.status_code == 200
+    assert fresh.headers["etag"] != etag
+
+
+def test_bad_parameters_win_over_if_none_match(stones: Any, http: httpx.Client, keys: Keys) -> None:
+    etag = http.get("/api/v2/diamonds", headers={"X-API-Key": keys.read}).headers["etag"]
+    response = http.get(
+        "/api/v2/diamonds", params={"limit": "0"}, headers={"X-API-Key": keys.read, "If-None-Match": etag}
+    )
+    assert response.status_code == 422
+
+
+def test_large_responses_are_gzipped(stones: Any, http: httpx.Client, keys: Keys) -> None:
+    response = http.get("/api/v2/diamonds", headers={"X-API-Key": keys.read, "Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert len(response.json()["data"]) == 7
