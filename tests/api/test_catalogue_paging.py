@@ -104,7 +104,10 @@ def test_keyset_pages_return_every_match_once_in_order(
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(len(expected) // limit + 2):
-        page_query = query + ([("cursor", cursor)] if cursor else [])
+        page_query: list[tuple[str, str | int | float | bool | None]] = [
+            *query,
+            *([("cursor", cursor)] if cursor else []),
+        ]
         response = http.get("/api/v2/diamonds", params=page_query, headers={"X-API-Key": keys.read})
         assert response.status_code == 200, response.text
         body = response.json()
