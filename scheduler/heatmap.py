@@ -122,7 +122,8 @@ async def scan_density(
     """
     if not 0 <= min_price < max_price or not _on_grid(min_price) or not _on_grid(max_price):
         raise ValueError("need 0 <= min_price < max_price on the $0.01 grid")
-    if min(max_calls, concurrency, min_records_per_partition, coarse_points, target_partitions or 1) < 1:
+    positive = [max_calls, concurrency, min_records_per_partition, coarse_points]
+    if min([*positive, 1 if target_partitions is None else target_partitions]) < 1:
         raise ValueError(
             "max_calls, concurrency, min_records_per_partition, coarse_points, target_partitions must be >= 1"
         )
@@ -197,6 +198,7 @@ async def _cut(counter: _Counter, chunks: Sequence[Chunk], cuts: Mapping[int, Se
 
     All counts of the round run concurrently; the remainder is derived (see module docstring).
     """
+    cuts = {index: prices for index, prices in cuts.items() if prices}
     ranges = [
         (index, low, high)
         for index, prices in cuts.items()

@@ -26,6 +26,8 @@ class Inventory:
         self.cents = np.sort(cents)
         self.latency_s = latency_s
         self.calls = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     @classmethod
     def from_prices(cls, prices: Sequence[Decimal]) -> Inventory:
@@ -42,9 +44,14 @@ class Inventory:
 
     async def count(self, low: Decimal, high: Decimal | None) -> int:
         self.calls += 1
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        return self.exact(low, high)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            return self.exact(low, high)
+        finally:
+            self.in_flight -= 1
 
 
 def mixture(
