@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
+from api.background import Background
 from api.deps import ContainerProvider
 from api.errors import install_error_handlers
-from api.routes import diamonds, health
+from api.routes import diamonds, health, pricing
 from api.routes.docs import install_docs
 from shared.bootstrap import Container
 
@@ -45,9 +46,11 @@ def create_app(container: Container | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.provider = ContainerProvider(container)
+    app.state.background = Background()
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=GZIP_LEVEL)
     app.include_router(health.router)
     app.include_router(diamonds.router)
+    app.include_router(pricing.router)
     install_docs(app)
     return app
