@@ -44,7 +44,14 @@ GRANULARITY = Decimal("0.01")
 """Smallest price step ($/ct); bounds are inclusive, so adjacent ranges differ by exactly this."""
 
 CountFn = Callable[[Decimal, Decimal | None], Awaitable[int]]
-"""Counts stones with price per carat in [low, high] (inclusive; high None = unbounded)."""
+"""Counts stones with price per carat in [low, high] (inclusive; high None = unbounded).
+
+Bounds are on the $0.01 grid and a stone belongs to the cent its price per carat truncates to, so
+adjacent ranges leave no gap. A feed that compares finer prices (Nivoda's $/ct is price / carats, e.g.
+$746.3095/ct) must be queried up to just below the next cent (`to = high + 0.009999` where bounds
+resolve to 6 decimals, as in the simulator), or stones between two ranges are counted and fetched by
+neither; partition queries need the same mapping.
+"""
 
 DEFAULT_COARSE_POINTS = 8
 DEFAULT_BALANCE_GOAL = Decimal("0.10")
