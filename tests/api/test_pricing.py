@@ -207,11 +207,13 @@ def test_a_stalled_job_resumes_from_its_last_batch(
 ) -> None:
     created = http.post(RULES, params={"reprice": "false"}, json=NATURAL_X2, headers=_admin(keys)).json()
     version = created["version"]
-    job_id = sync_db.execute(
+    row = sync_db.execute(
         "INSERT INTO repricing_jobs (status, from_version, to_version, reason) VALUES ('pending', %s, %s, 'lost')"
         " RETURNING id",
         (version - 1, version),
-    ).fetchone()[0]
+    ).fetchone()
+    assert row is not None
+    job_id = row[0]
     resumed = http.post(f"/api/v2/pricing/jobs/{job_id}/resume", headers=_admin(keys))
     assert resumed.status_code == 202
     job = _wait_for_job(http, keys, job_id)
