@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -77,7 +78,7 @@ def register(commands: CommandRegistry) -> None:
 
 
 # Topic modules, each with a `register(commands: CommandRegistry)` function.
-COMMAND_MODULES: tuple[str, ...] = ("opus.cli", "opus.api_commands")
+COMMAND_MODULES: tuple[str, ...] = ("opus.cli", "opus.ops_commands", "opus.api_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
-        configure_logging(settings.log_level, settings.log_format)
+        # Operator commands print results; their logs stay quiet unless LOG_LEVEL asks otherwise.
+        quiet = args.command != "run" and "LOG_LEVEL" not in os.environ
+        configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
         handler: Handler = args.handler
         return handler(args, settings)
     except EXPECTED_ERRORS as exc:

@@ -113,7 +113,7 @@ def decode(body: bytes | str | dict[str, Any], expected: type[M]) -> M:
         message: Message = _ANY.validate_python(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5]
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:20]
         )
         raise PoisonMessageError(f"invalid message: {problems}") from None
     if not isinstance(message, expected):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 class DatabaseTarget:
     url: str
     embedded: EmbeddedPostgres | None
+    # True when this process started the embedded server (so no `opus run` is serving it).
+    started_here: bool = False
 
     @property
     def display_url(self) -> str:
@@ -61,7 +63,7 @@ async def ready_database(settings: Settings, *, apply_migrations: bool = True) -
             applied = await migrate(target.url)
             if applied:
                 log.info("migrations applied", extra={"files": ",".join(applied)})
-        yield target
+        yield replace(target, started_here=started)
     finally:
         if started and target.embedded is not None:
             target.embedded.stop()

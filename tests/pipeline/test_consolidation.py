@@ -70,7 +70,8 @@ async def catalogue(pool: Pool) -> dict[str, dict[str, Any]]:
 async def unmappable(pool: Pool) -> set[str]:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT supplier_stone_id FROM error_records WHERE source = 'consolidator' AND supplier_stone_id IS NOT NULL"
+            """SELECT supplier_stone_id FROM error_records
+               WHERE source = 'consolidator' AND supplier_stone_id IS NOT NULL"""
         )
         return {row[0] for row in await cur.fetchall()}
 
@@ -191,7 +192,7 @@ async def test_interrupted_or_concurrent_consolidation_yields_the_same_catalogue
 
         # A consolidator that dies mid-way (after some batches) leaves the run and the watermark alone...
         await reset_consolidation(db, run.run_id)
-        real_merge = consolidation.merge_rows
+        real_merge = consolidation.merge_rows  # type: ignore[attr-defined]
         calls = 0
 
         async def dying_merge(*args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,92 @@
+"""Dead letters from either runtime: list them with their reasons, replay them onto their queue.
+
+Rows come from the local bus (max deliveries exceeded), from handlers that met a poison message,
+and from the Azure dead-letter sub-queue triggers. A replay sends the body again under a new
+message id (the original id may still sit in the duplicate-detection window) and is recorded, so a
+dead letter is replayed at most once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.rows import class_row
+
+from shared.bootstrap import Container
+from shared.bus.port import OutgoingMessage
+from shared.db.pool import Pool
+from shared.errors import ConflictError, InvalidRequestError, NotFoundError
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    source: str
+    queue: str
+    message_id: str
+    body: Any
+    application_properties: dict[str, Any]
+    reason: str
+    description: str | None
+    delivery_count: int
+    enqueued_at: datetime | None
+    dead_lettered_at: datetime
+    replayed_at: datetime | None
+    replay_message_id: str | None
+
+
+_COLUMNS = """id, source, queue, message_id, body, application_properties, reason, description, delivery_count,
+    enqueued_at, dead_lettered_at, replayed_at, replay_message_id"""
+
+
+async def list_dead_letters(
+    pool: Pool, *, queue: str | None = None, include_replayed: bool = False, limit: int = 100, offset: int = 0
+) -> list[DeadLetter]:
+    async with pool.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(DeadLetter))
+        await cur.execute(
+            f"""SELECT {_COLUMNS} FROM dead_letters
+                WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+                  AND (%(all)s OR replayed_at IS NULL)
+                ORDER BY dead_lettered_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s""",
+            {"queue": queue, "all": include_replayed, "limit": limit, "offset": offset},
+        )
+        return await cur.fetchall()
+
+
+async def count_waiting(pool: Pool) -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+async def replay(container: Container, dead_letter_id: int) -> str:
+    """Send a dead letter's body back to its queue; return the new message id."""
+    async with container.pool.connection() as conn, conn.transaction():
+        cur = conn.cursor(row_factory=class_row(DeadLetter))
+        await cur.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s FOR UPDATE", (dead_letter_id,))
+        letter = await cur.fetchone()
+        if letter is None:
+            raise NotFoundError(f"dead letter {dead_letter_id} does not exist")
+        if letter.replayed_at is not None:
+            raise ConflictError(
+                f"dead letter {dead_letter_id} was already replayed at {letter.replayed_at.isoformat()} "
+                f"as {letter.replay_message_id}"
+            )
+        if letter.queue not in container.queues.all():
+            raise InvalidRequestError(f"dead letter {dead_letter_id} belongs to unknown queue {letter.queue!r}")
+        if not isinstance(letter.body, dict):
+            raise InvalidRequestError(f"dead letter {dead_letter_id} has no JSON object body; it cannot be replayed")
+        new_id = f"{letter.message_id}:replay-{dead_letter_id}"
+        await conn.execute(
+            "UPDATE dead_letters SET replayed_at = now(), replay_message_id = %s WHERE id = %s",
+            (new_id, dead_letter_id),
+        )
+        # Sent inside the transaction: if sending fails, the dead letter stays unreplayed.
+        await container.bus.send(
+            [OutgoingMessage(letter.queue, new_id, letter.body, application_properties={"replay_of": str(letter.id)})]
+        )
+    return new_id
