@@ -79,19 +79,26 @@ class MatchCache:
             self.hits += 1
             self._entries.move_to_end(key)
             return entry.rows
-        self.misses += 1
         check_order(order)
-        rows = np.flatnonzero(flt.mask(self._inventory)).astype(np.int64)
-        keys = None
-        if order != CREATED_AT_ASC:
-            keys = sort_keys(self._inventory, rows, order)
-            by_key = np.argsort(keys, kind="stable")
-            rows, keys = rows[by_key], keys[by_key]
-        entry = _Entry(rows, keys)
+        if flt.rows is not None:
+            # An `ids` lookup names its few candidates: evaluate just those, and keep the cache for
+            # the partitions being paged (confirmation lookups come by the thousand, each different).
+            candidates = np.array(sorted(flt.rows), dtype=np.int64)
+            candidates = candidates[candidates < self._inventory.size]
+            return self._sorted(candidates[flt.mask(self._inventory, candidates)], order)[0]
+        self.misses += 1
+        entry = _Entry(*self._sorted(np.flatnonzero(flt.mask(self._inventory)).astype(np.int64), order))
         self._entries[key] = entry
         self._elements += entry.elements
         self._evict()
         return entry.rows
+
+    def _sorted(self, rows: Rows, order: OrderSpec) -> tuple[Rows, Rows | None]:
+        if order == CREATED_AT_ASC:
+            return rows, None
+        keys = sort_keys(self._inventory, rows, order)
+        by_key = np.argsort(keys, kind="stable")
+        return rows[by_key], keys[by_key]
 
     def count(self, flt: Filter) -> int:
         return len(self.matching(flt))
