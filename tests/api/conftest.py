@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +104,12 @@ async def keys(db: Pool) -> Keys:
 @pytest.fixture
 def http(api: ServedApi) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def ahttp(api: ServedApi) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api.url, timeout=30) as client:
         yield client
 
 

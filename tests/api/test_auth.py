@@ -1,0 +1,173 @@
+"""Authentication and scopes over HTTP: API keys (missing, invalid, expired, revoked, wrong scope),
+HMAC signatures (valid, expired, tampered, replayed, read-only client), key management CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from api.auth import hmac_clients, sign
+from api.keys import create_key, ensure_local_admin_key, hash_key, revoke_key
+from opus import cli
+from shared.db.pool import Pool
+from shared.settings import get_settings
+from tests.api.conftest import HMAC_SECRETS, Keys
+
+SEARCH = "/api/v2/diamonds"
+RULES = "/api/v2/pricing/rules"
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+def test_missing_and_invalid_keys_are_401(db: Pool, http: httpx.Client) -> None:
+    missing = _error(http.get(SEARCH), 401)
+    assert missing["code"] == "unauthorized"
+    assert "missing credentials" in missing["message"]
+    assert http.get(SEARCH).headers["www-authenticate"]
+    assert "invalid API key" in _error(http.get(SEARCH, headers={"X-API-Key": "opus_nope"}), 401)["message"]
+
+
+async def test_expired_and_revoked_keys_are_401(db: Pool, ahttp: httpx.AsyncClient) -> None:
+    expired = await create_key(db, name="old", scopes=["read"], expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert "expired" in _error(await ahttp.get(SEARCH, headers={"X-API-Key": expired.key}), 401)["message"]
+    live = await create_key(db, name="live", scopes=["read"])
+    assert (await ahttp.get(SEARCH, headers={"X-API-Key": live.key})).status_code == 200
+    await revoke_key(db, live.info.key_prefix)
+    assert "revoked" in _error(await ahttp.get(SEARCH, headers={"X-API-Key": live.key}), 401)["message"]
+
+
+async def test_scopes(db: Pool, ahttp: httpx.AsyncClient, keys: Keys) -> None:
+    assert (await ahttp.get(SEARCH, headers={"X-API-Key": keys.read})).status_code == 200
+    forbidden = _error(await ahttp.get(RULES, headers={"X-API-Key": keys.read}), 403)
+    assert forbidden["code"] == "forbidden"
+    assert "admin" in forbidden["message"]
+    assert (await ahttp.get(RULES, headers={"X-API-Key": keys.admin})).status_code == 200
+    assert (await ahttp.get(SEARCH, headers={"X-API-Key": keys.admin})).status_code == 200, "admin implies read"
+    assert (await ahttp.get("/api/health")).status_code == 200, "health is public"
+
+
+async def test_last_used_is_recorded(db: Pool, ahttp: httpx.AsyncClient, keys: Keys) -> None:
+    await ahttp.get(SEARCH, headers={"X-API-Key": keys.read})
+    async with db.connection() as conn:
+        row = await (
+            await conn.execute("SELECT last_used_at FROM api_keys WHERE key_hash = %s", (hash_key(keys.read),))
+        ).fetchone()
+    assert row is not None
+    assert row[0] is not None
+
+
+def _signed(
+    client: str, method: str, path: str, body: bytes = b"", *, secret: str | None = None, at: int | None = None
+) -> dict[str, str]:
+    timestamp = str(at if at is not None else int(time.time()))
+    key = secret or next(v for k, v in HMAC_SECRETS.items() if k.split(":")[0] == client)
+    return {
+        "X-Client-Id": client,
+        "X-Timestamp": timestamp,
+        "X-Signature": sign(key, method, path, timestamp, body),
+    }
+
+
+def test_hmac_valid_signature_is_accepted_once(db: Pool, http: httpx.Client) -> None:
+    headers = _signed("ops", "GET", "/api/v2/diamonds?limit=2&shape=ROUND")
+    ok = http.get(SEARCH, params={"limit": "2", "shape": "ROUND"}, headers=headers)
+    assert ok.status_code == 200, ok.text
+    replay = _error(http.get(SEARCH, params={"limit": "2", "shape": "ROUND"}, headers=headers), 401)
+    assert "replay" in replay["message"]
+
+
+def test_hmac_signature_covers_method_path_query_and_body(db: Pool, http: httpx.Client) -> None:
+    body = json.dumps({"priority": 3, "markup_multiplier": "1.5"}).encode()
+    signed = _signed("ops", "POST", "/api/v2/pricing/rules?reprice=false", body)
+    headers = {**signed, "Content-Type": "application/json"}
+    other_query = http.post(RULES, params={"reprice": "true"}, content=body, headers=headers)
+    assert "invalid HMAC signature" in _error(other_query, 401)["message"]
+    tampered = body.replace(b"1.5", b"9.5")
+    assert _error(http.post(RULES, params={"reprice": "false"}, content=tampered, headers=headers), 401)
+    created = http.post(RULES, params={"reprice": "false"}, content=body, headers=headers)
+    assert created.status_code == 201, created.text
+    other_path = _signed("ops", "GET", "/api/v2/diamonds")
+    assert _error(http.get(RULES, headers=other_path), 401)
+
+
+def test_hmac_timestamp_window(db: Pool, http: httpx.Client) -> None:
+    stale = _signed("ops", "GET", SEARCH, at=int(time.time()) - 301)
+    assert "server clock" in _error(http.get(SEARCH, headers=stale), 401)["message"]
+    future = _signed("ops", "GET", SEARCH, at=int(time.time()) + 301)
+    assert _error(http.get(SEARCH, headers=future), 401)
+    garbage = {**_signed("ops", "GET", SEARCH), "X-Timestamp": "yesterday"}
+    assert _error(http.get(SEARCH, headers=garbage), 401)
+    inside = _signed("ops", "GET", SEARCH, at=int(time.time()) - 200)
+    assert http.get(SEARCH, headers=inside).status_code == 200
+
+
+def test_hmac_unknown_client_wrong_secret_and_read_only_client(db: Pool, http: httpx.Client) -> None:
+    assert (
+        "unknown HMAC client"
+        in _error(http.get(SEARCH, headers=_signed("eve", "GET", SEARCH, secret="x")), 401)["message"]
+    )
+    assert _error(http.get(SEARCH, headers=_signed("ops", "GET", SEARCH, secret="wrong")), 401)
+    assert http.get(SEARCH, headers=_signed("shop", "GET", SEARCH)).status_code == 200
+    assert _error(http.get(RULES, headers=_signed("shop", "GET", RULES)), 403)["code"] == "forbidden"
+    partial = {"X-Client-Id": "ops"}
+    assert _error(http.get(SEARCH, headers=partial), 401)
+
+
+def test_hmac_scope_rule() -> None:
+    clients = hmac_clients({"ops": "a", "shop:read": "b"})
+    assert clients["ops"].scopes == {"read", "admin"}
+    assert clients["shop"].scopes == {"read"}
+
+
+async def test_local_admin_key_is_created_once_and_remembered(
+    db: Pool, tmp_path: Any, ahttp: httpx.AsyncClient
+) -> None:
+    assert await ensure_local_admin_key(db) is not None
+    assert await ensure_local_admin_key(db) is None, "without a key file the key is shown only once"
+    key_file = tmp_path / "local-admin-key"
+    key = await ensure_local_admin_key(db, key_file)
+    assert key is not None
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert await ensure_local_admin_key(db, key_file) == key
+    assert (await ahttp.get(RULES, headers={"X-API-Key": key})).status_code == 200
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Any) -> Iterator[None]:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("OPUS_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_cli_create_list_revoke(
+    db: Pool, cli_env: None, http: httpx.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["api-key", "create", "--name", "storefront", "--scope", "read", "--expires-days", "30"]) == 0
+    key = capsys.readouterr().out.splitlines()[0]
+    assert key.startswith("opus_")
+    assert http.get(SEARCH, headers={"X-API-Key": key}).status_code == 200
+    assert cli.main(["api-key", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "storefront" in listing
+    assert key not in listing
+    assert key[:12] in listing
+    assert cli.main(["api-key", "revoke", key[:12]]) == 0
+    assert http.get(SEARCH, headers={"X-API-Key": key}).status_code == 401
+    assert cli.main(["api-key", "revoke", key[:12]]) == 1
+    assert "already revoked" in capsys.readouterr().err
+    assert cli.main(["api-key", "create", "--name", " ", "--scope", "read"]) == 1
