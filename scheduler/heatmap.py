@@ -59,6 +59,7 @@ DEFAULT_BALANCE_GOAL = Decimal("0.10")
 # Prices map to ln(price + shift): geometric steps above ~$20/ct where the skewed distribution lives,
 # near-linear steps below, where stones are sparse and ln(price) would waste calls near $0.
 _LOG_SHIFT = 20.0
+# A chunk holding more than this many partitions' worth of stones gets one cut per round (`_this_round`).
 _BIG_CHUNK = 3
 
 
@@ -270,7 +271,6 @@ def _missing_boundaries(
     edges: list[int] = []
     for chunk in chunks:
         edges.append((edges[-1] if edges else 0) + chunk.count)
-    total = end
     tolerance = int(target * goal)
     wanted: list[tuple[int, int]] = []
     previous = 0
@@ -278,16 +278,16 @@ def _missing_boundaries(
         # The forward window keeps this partition within the goal; the backward one keeps the
         # remaining partitions able to reach it (ignored when drift already made that impossible).
         low, high = previous + target - tolerance, previous + target + tolerance
-        if low >= total:
+        if low >= end:
             break
         left = workers - k
         reachable = (
-            max(low, total - left * (target + tolerance)),
-            min(high, total - left * (target - tolerance)),
+            max(low, end - left * (target + tolerance)),
+            min(high, end - left * (target - tolerance)),
         )
         if reachable[0] <= reachable[1]:
             low, high = reachable
-        ideal = min(max(previous + (total - previous) // (workers - k + 1), low), high)
+        ideal = min(max(previous + (end - previous) // (workers - k + 1), low), high)
         index = bisect_left(edges, ideal)
         candidates = [edges[i] for i in (index - 1, index) if 0 <= i < len(edges) and low <= edges[i] <= high]
         if candidates:

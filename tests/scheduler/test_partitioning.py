@@ -148,8 +148,8 @@ def test_each_stone_price_falls_in_exactly_one_partition(
         assert partition.estimated_records == sum(1 for price in prices if contains(partition, price * CENT))
 
 
-@given(records=st.integers(1, 400), max_workers=st.integers(1, 60))
-@settings(max_examples=200, deadline=None)
+@given(records=st.integers(1, 250), max_workers=st.integers(1, 60))
+@settings(max_examples=100, deadline=None)
 def test_fine_grained_maps_balance_to_within_one_record(records: int, max_workers: int) -> None:
     density = density_map([1] * records + [0], [1] * (records + 1))
     partitions = plan_partitions(density, max_workers=max_workers, min_records_per_worker=1)
