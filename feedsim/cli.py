@@ -1,8 +1,9 @@
 """`opus feed-sim` / `python -m feedsim`: serve the Nivoda simulator until interrupted.
 
-Unset flags fall back to the FEEDSIM_* settings (host, port, stones, seed, latency, churn) and then
-to the simulator's defaults. With `--port 0` a free port is chosen; the first stdout line is always
-`FEEDSIM_URL=<base url>` (the GraphQL endpoint is <base url>/api/diamonds).
+Unset flags fall back to the FEEDSIM_* settings (host, port, stones, seed, latency, churn) and to
+NIVODA_USERNAME/NIVODA_PASSWORD for the accepted credentials, then to the simulator's defaults.
+With `--port 0` a free port is chosen; the first stdout line is always `FEEDSIM_URL=<base url>`
+(the GraphQL endpoint is <base url>/api/diamonds).
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from pydantic import SecretStr
+
 from feedsim.embed import ANNOUNCE_PREFIX, ENDPOINT_PATH, base_url, bind, make_server
 from feedsim.simulator import InventorySpec, SimConfig, Simulator
+from shared.settings import Settings, SettingsError, get_settings
 
+HELP = "serve the Nivoda feed simulator"
+# Flags that fall back to a setting when not given (the simulator accepts the client's credentials).
 _SETTINGS_DEFAULTS = {
     "host": "feedsim_host",
     "port": "feedsim_port",
@@ -22,6 +28,8 @@ _SETTINGS_DEFAULTS = {
     "seed": "feedsim_seed",
     "latency_ms": "feedsim_latency_ms",
     "churn_per_s": "feedsim_churn_per_s",
+    "username": "nivoda_username",
+    "password": "nivoda_password",
 }
 
 
@@ -68,10 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the `feed-sim` subcommand on an argparse subparsers object; dispatch to `run`."""
+    """Add the `feed-sim` subcommand to an argparse subparsers object; its handler is `run`."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "feed-sim",
-        help="serve the Nivoda feed simulator",
+        help=HELP,
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -80,18 +88,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _resolve(args: argparse.Namespace) -> tuple[InventorySpec, SimConfig, str, int]:
-    from shared.settings import SettingsError, get_settings
+def register(commands: Any) -> None:
+    """For opus.cli's CommandRegistry: `commands.add(name, handler, help)` returns the parser."""
+    add_arguments(commands.add("feed-sim", run, HELP))
 
-    given = vars(args)
+
+def _resolve(args: argparse.Namespace, settings: Settings | None = None) -> tuple[InventorySpec, SimConfig, str, int]:
+    given = dict(vars(args))
     unset = [key for key in _SETTINGS_DEFAULTS if given.get(key) is None]
     if unset:
-        try:
-            settings = get_settings()
-        except SettingsError as exc:
-            raise SystemExit(f"feed-sim: {exc}") from None
+        if settings is None:
+            try:
+                settings = get_settings()
+            except SettingsError as exc:
+                raise SystemExit(f"feed-sim: {exc}") from None
         for key in unset:
-            given[key] = getattr(settings, _SETTINGS_DEFAULTS[key])
+            value = getattr(settings, _SETTINGS_DEFAULTS[key])
+            given[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
     knobs = {name: given[name] for name in SimConfig.model_fields if given.get(name) is not None}
     try:
         config = SimConfig.model_validate(knobs)
@@ -101,8 +114,9 @@ def _resolve(args: argparse.Namespace) -> tuple[InventorySpec, SimConfig, str, i
     return spec, config, given["host"], given["port"]
 
 
-def run(args: argparse.Namespace) -> int:
-    spec, config, host, port = _resolve(args)
+def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """Serve until interrupted. Settings fill unset flags (loaded from the environment if not given)."""
+    spec, config, host, port = _resolve(args, settings)
     print(f"feed-sim: generating {spec.stones:,} stones (seed {spec.seed})...", file=sys.stderr, flush=True)
     simulator = Simulator(spec, config)
     try:

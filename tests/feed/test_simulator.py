@@ -365,40 +365,29 @@ def test_runs_as_a_child_process_and_stops_cleanly() -> None:
     assert code in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
 
 
-def test_cli_parser_and_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_parser_and_settings_defaults() -> None:
+    from opus.cli import CommandRegistry
+    from shared.settings import load_settings
+
     parser = argparse.ArgumentParser(prog="opus")
     subparsers = parser.add_subparsers()
     cli.add_parser(subparsers)
-    args = parser.parse_args(
-        [
-            "feed-sim",
-            "--stones",
-            "1000",
-            "--rate-limit",
-            "25",
-            "--error-rate",
-            "0.1",
-            "--anchor-ms",
-            "2026-01-01T00:00Z",
-        ]
-    )
+    argv = ["feed-sim", "--stones", "1000", "--rate-limit", "25", "--error-rate", "0.1"]
+    args = parser.parse_args([*argv, "--anchor-ms", "2026-01-01T00:00Z"])
     assert args.handler is cli.run
-    monkeypatch.setenv("FEEDSIM_PORT", "0")
-    monkeypatch.setenv("FEEDSIM_SEED", "99")
-    from shared.settings import get_settings
+    settings = load_settings(feedsim_port=0, feedsim_seed=99, nivoda_password="s3cret")
 
-    get_settings.cache_clear()
-    try:
-        spec, config, host, port = cli._resolve(args)
-    finally:
-        get_settings.cache_clear()
-    assert spec == InventorySpec(
-        seed=99, stones=1000, anchor_ms=int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
-    )
-    assert (config.rate_limit, config.error_rate) == (25.0, 0.1)
+    spec, config, host, port = cli._resolve(args, settings)
+
+    anchor = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    assert spec == InventorySpec(seed=99, stones=1000, anchor_ms=anchor)
+    assert (config.rate_limit, config.error_rate, config.password) == (25.0, 0.1, "s3cret")
     assert (host, port) == ("127.0.0.1", 0)
     with pytest.raises(SystemExit):
         parser.parse_args(["feed-sim", "--stones", "2000000"])
+    opus = argparse.ArgumentParser(prog="opus")
+    cli.register(CommandRegistry(opus.add_subparsers()))
+    assert opus.parse_args(argv).handler is cli.run
 
 
 def test_filters_read_prices_in_dollars_exactly(sim: SimControl, inventory: list[dict[str, Any]]) -> None:
