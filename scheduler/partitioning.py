@@ -143,9 +143,10 @@ def balanced_cuts(counts: Sequence[int], *, parts: int, target: int) -> list[int
     """Exclusive end indices of at most `parts` consecutive groups of `counts` (all > 0), best balanced.
 
     Cost of a plan = (largest |sum - target|, sum of squared deviations), compared in that order.
-    A group only considers segments whose members after the first add up to less than 3 * target:
-    longer segments are never better, and the greedy cover by such segments needs at most
-    total / (3 * target) + 1 <= parts segments (total <= parts * target), so a plan always exists.
+    Only segments whose members after the first add up to less than 3 * target are considered: a
+    longer one deviates by more than twice the target, and leaving those out keeps the work near
+    n^2. A plan still always exists: a greedy cover by such segments needs at most
+    total / (3 * target) + 1 <= parts segments, because total <= parts * target.
     """
     n = len(counts)
     if n == 0:
