@@ -15,10 +15,17 @@ short page is not the end.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Drift recovery looks back this many windows within one message before paging again from the start.
+MAX_STEP_BACKS = 20
 
 
 class StepKind(StrEnum):
@@ -70,3 +77,43 @@ def locate_resume_point(window_offset: int, ids: Sequence[str], seen: Collection
 def offset_cap(estimated_records: int, factor: Decimal, limit: int) -> int:
     """Safety cap on a partition's offset: the count and the pages can disagree (a runaway partition)."""
     return int(estimated_records * factor) + 2 * limit
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    step: PageStep
+    items: list[T]
+
+
+async def fetch_step(
+    fetch: Callable[[int], Awaitable[list[T]]],
+    id_of: Callable[[T], str | None],
+    already_seen: Callable[[list[str]], Awaitable[set[str]]],
+    *,
+    offset: int,
+    anchor_id: str | None,
+    limit: int,
+) -> Page[T]:
+    """Fetch the page at `offset` and decide what it means; on drift, find where to resume.
+
+    `fetch(offset)` returns the items of one page; `already_seen(ids)` says which ids this run has
+    stored. A DRIFT step carries no items: it repositions on the last seen stone (or on the start).
+    """
+    items = await fetch(offset)
+    ids = [sid for sid in map(id_of, items) if sid is not None]
+    step = interpret_page(offset, anchor_id, ids)
+    if step.kind is not StepKind.DRIFT:
+        return Page(step, items)
+    window_offset = offset
+    for _ in range(MAX_STEP_BACKS):
+        window_offset = step_back_offset(window_offset, limit)
+        window_ids = [sid for sid in map(id_of, await fetch(window_offset)) if sid is not None]
+        found = locate_resume_point(window_offset, window_ids, await already_seen(window_ids))
+        if found is not None:
+            position, anchor = found
+            log.warning("drift: repositioned from offset %d to %d", offset, position)
+            return Page(PageStep(StepKind.DRIFT, position, anchor), [])
+        if window_offset == 0:
+            break
+    log.warning("drift: no seen stone found near offset %d; paging again from %d", offset, window_offset)
+    return Page(PageStep(StepKind.DRIFT, window_offset, None), [])

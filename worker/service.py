@@ -33,20 +33,11 @@ from shared.runs import (
     work_done_for,
     work_item_for,
 )
-from worker.paging import (
-    PageStep,
-    StepKind,
-    interpret_page,
-    locate_resume_point,
-    offset_cap,
-    step_back_offset,
-)
+from worker.paging import Page, PageStep, StepKind, fetch_step, offset_cap
 
 log = logging.getLogger(__name__)
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-# Drift recovery looks back this many windows within one message before repositioning to the start.
-MAX_STEP_BACKS = 20
 
 
 class Outcome(StrEnum):
@@ -97,10 +88,10 @@ async def process_work_item(container: Container, item: WorkItem) -> PageResult:
             return PageResult(Outcome.STALE)
         await _mark_running(container, run, partition, item)
         try:
-            step, items = await _fetch_step(container, run, item)
+            page = await _fetch_step(container, run, item)
         except FeedError as exc:
             return await _fail(container, run, item, f"{type(exc).__name__}: {exc}")
-        return await _store_step(container, run, item, step, items)
+        return await _store_step(container, run, item, page.step, page.items)
 
 
 async def _mark_running(container: Container, run: RunRecord, partition: PartitionRecord, item: WorkItem) -> None:
@@ -120,30 +111,19 @@ async def _mark_running(container: Container, run: RunRecord, partition: Partiti
         )
 
 
-async def _fetch_step(container: Container, run: RunRecord, item: WorkItem) -> tuple[PageStep, list[dict[str, Any]]]:
+async def _fetch_step(container: Container, run: RunRecord, item: WorkItem) -> Page[dict[str, Any]]:
     query = partition_query(run_query(run.feed, run), item.min_price, item.max_price)
-    items = await container.feed.search(query, offset=item.offset, limit=item.limit)
-    ids = [sid for sid in (stone_id(i) for i in items) if sid is not None]
-    step = interpret_page(item.offset, item.anchor_id, ids)
-    if step.kind is not StepKind.DRIFT:
-        return step, items
-    # The anchor moved: stones ahead of the cursor left the window. Find the last stone already seen.
-    offset = item.offset
-    for _ in range(MAX_STEP_BACKS):
-        offset = step_back_offset(offset, item.limit)
-        window = await container.feed.search(query, offset=offset, limit=item.limit)
-        window_ids = [sid for sid in (stone_id(i) for i in window) if sid is not None]
+
+    async def fetch(offset: int) -> list[dict[str, Any]]:
+        return await container.feed.search(query, offset=offset, limit=item.limit)
+
+    async def already_seen(ids: list[str]) -> set[str]:
         async with container.pool.connection() as conn:
-            seen = await seen_ids(conn, run.run_id, window_ids)
-        found = locate_resume_point(offset, window_ids, seen)
-        if found is not None:
-            position, anchor = found
-            log.warning("drift: repositioned from offset %d to %d", item.offset, position)
-            return PageStep(StepKind.DRIFT, position, anchor), []
-        if offset == 0:
-            break
-    log.warning("drift: no seen stone found near offset %d; paging again from %d", item.offset, offset)
-    return PageStep(StepKind.DRIFT, offset, None), []
+            return await seen_ids(conn, run.run_id, ids)
+
+    return await fetch_step(
+        fetch, stone_id, already_seen, offset=item.offset, anchor_id=item.anchor_id, limit=item.limit
+    )
 
 
 async def _store_step(

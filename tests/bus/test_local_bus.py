@@ -1,0 +1,151 @@
+"""The PostgreSQL bus keeps Service Bus semantics: peek-lock, lock expiry, delivery count and
+dead-lettering, duplicate detection within a window, scheduled enqueue, competing consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.bus.local import BusListener, LocalBus, MessageLockLostError
+from shared.bus.port import OutgoingMessage, QueueNames
+from shared.db.pool import Pool
+
+QUEUES = QueueNames("work-items", "work-done", "consolidate")
+Q = QUEUES.work_items
+
+
+def make_bus(pool: Pool, *, lock: float = 30, max_deliveries: int = 3, window: float = 600) -> LocalBus:
+    return LocalBus(
+        pool,
+        QUEUES,
+        lock_duration=timedelta(seconds=lock),
+        max_delivery_count=max_deliveries,
+        duplicate_window=timedelta(seconds=window),
+    )
+
+
+def message(message_id: str, **extra: object) -> OutgoingMessage:
+    return OutgoingMessage(Q, message_id, {"n": message_id}, **extra)  # type: ignore[arg-type]
+
+
+async def test_a_received_message_is_invisible_until_completed(db: Pool) -> None:
+    bus = make_bus(db)
+    await bus.send([message("a")])
+    [first] = await bus.receive(Q)
+    assert first.delivery_count == 1
+    assert await bus.receive(Q) == []
+    await bus.complete(first)
+    assert (await bus.depth())[Q] == 0
+    with pytest.raises(MessageLockLostError):
+        await bus.complete(first)
+
+
+async def test_an_expired_lock_makes_the_message_deliverable_again(db: Pool) -> None:
+    bus = make_bus(db, lock=1)
+    await bus.send([message("a")])
+    [first] = await bus.receive(Q)
+    await asyncio.sleep(1.2)
+    [second] = await bus.receive(Q)
+    assert second.message_id == "a"
+    assert second.delivery_count == 2
+    with pytest.raises(MessageLockLostError):
+        await bus.complete(first)  # the old lock is gone
+    await bus.complete(second)
+
+
+async def test_renewing_the_lock_keeps_the_message(db: Pool) -> None:
+    bus = make_bus(db, lock=1)
+    await bus.send([message("a")])
+    [first] = await bus.receive(Q)
+    await asyncio.sleep(0.6)
+    await bus.renew_lock(first)
+    await asyncio.sleep(0.6)
+    assert await bus.receive(Q) == []
+    await bus.complete(first)
+
+
+async def test_abandon_redelivers_and_the_last_delivery_dead_letters(db: Pool) -> None:
+    bus = make_bus(db, max_deliveries=2)
+    await bus.send([message("a")])
+    [first] = await bus.receive(Q)
+    await bus.abandon(first)
+    [second] = await bus.receive(Q)
+    assert second.delivery_count == 2
+    await bus.abandon(second)
+    assert await bus.receive(Q) == []
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT message_id, reason, delivery_count, source FROM dead_letters")
+        assert await cur.fetchall() == [("a", "MaxDeliveryCountExceeded", 2, "local")]
+
+
+async def test_explicit_dead_letter_keeps_the_reason(db: Pool) -> None:
+    bus = make_bus(db)
+    await bus.send([message("a")])
+    [received] = await bus.receive(Q)
+    await bus.dead_letter(received, reason="PoisonMessage", description="body is not JSON")
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT reason, description, body FROM dead_letters")
+        assert await cur.fetchall() == [("PoisonMessage", "body is not JSON", {"n": "a"})]
+
+
+async def test_duplicates_within_the_window_are_dropped_even_after_consumption(db: Pool) -> None:
+    bus = make_bus(db)
+    await bus.send([message("a"), message("a"), message("b")])
+    received = await bus.receive(Q, 10)
+    assert sorted(m.message_id for m in received) == ["a", "b"]
+    for m in received:
+        await bus.complete(m)
+    await bus.send([message("a")])
+    assert await bus.receive(Q) == []
+
+
+async def test_after_the_window_the_same_id_is_accepted_again(db: Pool) -> None:
+    bus = make_bus(db, window=1)
+    await bus.send([message("a")])
+    [first] = await bus.receive(Q)
+    await bus.complete(first)
+    await asyncio.sleep(1.1)
+    await bus.send([message("a")])
+    assert [m.message_id for m in await bus.receive(Q)] == ["a"]
+    assert await bus.purge_expired_ids() == 0  # the id was renewed by the second send
+
+
+async def test_scheduled_messages_wait_for_their_time(db: Pool) -> None:
+    bus = make_bus(db)
+    await bus.send([message("later", scheduled_at=datetime.now(UTC) + timedelta(seconds=1))])
+    assert await bus.receive(Q) == []
+    await asyncio.sleep(1.1)
+    assert [m.message_id for m in await bus.receive(Q)] == ["later"]
+
+
+async def test_competing_consumers_never_share_a_message(db: Pool) -> None:
+    bus = make_bus(db)
+    await bus.send([message(f"m{i}") for i in range(200)])
+    seen: list[str] = []
+
+    async def consumer() -> None:
+        while batch := await bus.receive(Q, 7):
+            for m in batch:
+                seen.append(m.message_id)
+                await bus.complete(m)
+
+    await asyncio.gather(*(consumer() for _ in range(6)))
+    assert sorted(seen) == sorted(f"m{i}" for i in range(200))
+
+
+async def test_the_listener_wakes_a_waiting_receiver(db: Pool, database_url: str) -> None:
+    bus = make_bus(db)
+    listener = BusListener(database_url)
+    await listener.start()
+    try:
+        await asyncio.sleep(0.3)  # LISTEN is established
+        waiting = asyncio.create_task(listener.wait(Q, 10))
+        await asyncio.sleep(0.1)
+        started = asyncio.get_running_loop().time()
+        await bus.send([message("wake")])
+        await asyncio.wait_for(waiting, 5)
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        await listener.stop()
