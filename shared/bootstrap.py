@@ -6,6 +6,7 @@ the pieces explicitly and never reach for globals.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from shared.db.pool import Pool, open_pool
 from shared.db.token_bucket import PostgresTokenBucket
 from shared.feed.client import NivodaClient
 from shared.feed.ratelimit import RateLimiter, TokenBucket
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 
 RATE_LIMIT_KEY = "nivoda"
 
@@ -61,8 +62,22 @@ def local_bus(settings: Settings, pool: Pool) -> LocalBus:
     )
 
 
+def servicebus_bus(settings: Settings) -> MessageBus:
+    """The Service Bus adapter, connected with the app setting that SERVICEBUS_CONNECTION_SETTING names."""
+    from shared.bus.servicebus import ServiceBusBus  # the SDK loads only where it is used
+
+    name = settings.servicebus_connection_setting
+    connection = os.environ.get(name, "").strip()
+    if not connection:
+        raise SettingsError(
+            f"BUS_BACKEND=servicebus needs the app setting {name} (named by SERVICEBUS_CONNECTION_SETTING); "
+            "expected a Service Bus connection string"
+        )
+    return ServiceBusBus.from_connection_string(connection, QueueNames.from_settings(settings))
+
+
 async def _bus(settings: Settings, pool: Pool, stack: AsyncExitStack) -> MessageBus:
-    bus: MessageBus = local_bus(settings, pool)
+    bus: MessageBus = servicebus_bus(settings) if settings.bus_backend == "servicebus" else local_bus(settings, pool)
     stack.push_async_callback(bus.close)
     return bus
 

@@ -3,6 +3,13 @@
 Nivoda's limit (~25 requests/s) is per account, while Functions scale out to many instances, each
 with its own memory: an in-process limiter lets N instances send N times the limit (the original's
 WAF 403s). Every process takes its tokens from one row instead; the database clock is the only clock.
+
+Each `acquire()` is ONE statement that always takes a token and lets the level go negative: a negative
+level is a queue of reservations, and the caller sleeps until its own slot (-level / rate seconds).
+No caller polls, so the row is touched once per request whatever the number of waiting processes,
+slots are handed out in arrival order, and over any interval T at most `capacity + rate * T` requests
+start (the vendor's limit plus the small burst). A caller cancelled while sleeping leaves its slot
+unused, which can only lower the rate.
 """
 
 from __future__ import annotations
@@ -12,17 +19,13 @@ import asyncio
 from shared.db.pool import Pool
 
 _TAKE = """
-WITH bucket AS (
-    SELECT least(capacity, tokens + rate_per_s * extract(epoch FROM clock_timestamp() - updated_at)) AS level,
-           rate_per_s
-    FROM rate_limit_buckets WHERE key = %(key)s FOR UPDATE
-)
+WITH now AS (SELECT clock_timestamp() AS t)
 UPDATE rate_limit_buckets r
-SET tokens = CASE WHEN bucket.level >= 1 THEN bucket.level - 1 ELSE bucket.level END,
-    updated_at = clock_timestamp()
-FROM bucket
+SET tokens = least(r.capacity, r.tokens + r.rate_per_s * extract(epoch FROM now.t - r.updated_at)) - 1,
+    updated_at = now.t
+FROM now
 WHERE r.key = %(key)s
-RETURNING bucket.level >= 1, greatest(0, (1 - bucket.level) / bucket.rate_per_s)
+RETURNING greatest(0, -r.tokens / r.rate_per_s)
 """
 
 _ENSURE = """
@@ -62,11 +65,11 @@ class PostgresTokenBucket:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(_TAKE, {"key": self._key})
                 row = await cur.fetchone()
-            if row is None:  # the row was removed (e.g. tests truncating); recreate it
-                self._ready = False
-                await self._ensure()
-                continue
-            granted, wait_s = row
-            if granted:
-                return
-            await asyncio.sleep(float(wait_s))
+            if row is not None:
+                break
+            # The row was removed (e.g. tests truncating): recreate it and take again.
+            self._ready = False
+            await self._ensure()
+        wait_s = float(row[0])
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
