@@ -1,13 +1,64 @@
 """The Azure Functions entry point: ONE app object; every other function comes from a blueprint.
 
 This is the only module that wires Azure Functions to the services. The HTTP API is the same
-FastAPI app that uvicorn serves locally, bridged by AsgiFunctionApp.
+FastAPI app that uvicorn serves locally, bridged by AsgiFunctionApp, with the process-wide container.
+
+Runs started from the API (start, retry, force) need a Durable client, and an ASGI route gets no
+binding. So the app's one catch-all HTTP function (what AsgiFunctionApp registers, route `/{*route}`,
+every method) is declared here with a `durableClient` input as well: each request runs inside
+`durable_client(client)`, and the fan-in started by that request uses it. There is no second HTTP
+function, hence no question of route precedence between a specific route and the catch-all.
 """
 
 from __future__ import annotations
 
+import azure.durable_functions as df
 import azure.functions as func
 
 from api.app import create_app
+from consolidator.blueprint import bp as consolidator_bp
+from fanin.blueprint import bp as fanin_bp
+from fanin.durable import durable_client
+from scheduler.blueprint import bp as scheduler_bp
+from shared.blueprint import bp as operations_bp
+from shared.functions_runtime import runtime
+from worker.blueprint import bp as worker_bp
 
-app = func.AsgiFunctionApp(app=create_app(), http_auth_level=func.AuthLevel.ANONYMOUS)
+HTTP_FUNCTION = "http_app_func"
+CLIENT_BINDING = "client"
+
+
+class OpusFunctionApp(func.AsgiFunctionApp):
+    """AsgiFunctionApp whose catch-all HTTP function also binds a Durable client for the request."""
+
+    def _add_http_app(
+        self, http_middleware: func.AsgiMiddleware | func.WsgiMiddleware, function_name: str = HTTP_FUNCTION
+    ) -> None:
+        if not isinstance(http_middleware, func.AsgiMiddleware):
+            raise TypeError("Please pass AsgiMiddleware instance as parameter.")
+        asgi = http_middleware
+
+        @self.function_name(name=function_name)
+        @self.http_type(http_type="asgi")
+        @self.route(methods=list(func.HttpMethod), auth_level=self.auth_level, route="/{*route}")
+        @self.generic_input_binding(arg_name=CLIENT_BINDING, type="durableClient")
+        async def http_app_func(req: func.HttpRequest, context: func.Context, client: str) -> func.HttpResponse:
+            if not self.startup_task_done:
+                if not await asgi.notify_startup():
+                    raise RuntimeError("ASGI middleware startup failed.")
+                self.startup_task_done = True
+            with durable_client(df.DurableOrchestrationClient(client, context.invocation_id)):
+                response: func.HttpResponse = await asgi.handle_async(req, context)
+                return response
+
+
+def _api() -> object:
+    api = create_app()
+    # The API shares the process container (and its Durable fan-in) with the triggers.
+    api.state.provider = runtime
+    return api
+
+
+app = OpusFunctionApp(app=_api(), http_auth_level=func.AuthLevel.ANONYMOUS)
+for blueprint in (scheduler_bp, worker_bp, fanin_bp, consolidator_bp, operations_bp):
+    app.register_functions(blueprint)

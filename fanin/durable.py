@@ -19,7 +19,10 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from fanin.lifecycle import LifecyclePolicy
-from shared.runs import RunRecord
+from shared.bootstrap import Container
+from shared.handling import Body, poison_on_missing
+from shared.messages import WorkDone, decode
+from shared.runs import RunRecord, load_run
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +156,29 @@ class DurableFanIn:
                 return
             raise
         log.info("fan-in orchestration started for %d partitions", run.expected_partitions)
+
+
+async def report_work_done(container: Container, body: Body) -> RaiseOutcome:
+    """The work-done trigger's body: raise PartitionDone on the run's orchestration.
+
+    An orchestration that does not exist (404) or has ended (410) while the run is still ingesting
+    (it failed, or was purged) is started again first: it reads the partitions from the database,
+    so nothing reported before is lost. For a run that has moved on, the report changes nothing.
+    """
+    done = decode(body, WorkDone)
+    client = current_client()
+    outcome = await raise_run_event(client, done.run_id, PARTITION_DONE, done.to_body())
+    if outcome is RaiseOutcome.DELIVERED:
+        return outcome
+    with poison_on_missing():
+        async with container.pool.connection() as conn:
+            run = await load_run(conn, done.run_id)
+    if run.status != "ingesting":
+        log.info("work done for a %s run: its orchestration is %s, nothing to do", run.status, outcome)
+        return outcome
+    log.warning("run %s is ingesting but its orchestration is %s: starting it again", run.run_id, outcome)
+    await container.fanin.start(run)
+    outcome = await raise_run_event(client, done.run_id, PARTITION_DONE, done.to_body())
+    if outcome is not RaiseOutcome.DELIVERED:
+        raise RuntimeError(f"the orchestration of run {run.run_id} is {outcome} right after its start")
+    return outcome

@@ -1,0 +1,65 @@
+"""Azure Functions: operations that belong to no stage: dead-letter sub-queues and alert delivery.
+
+A message that Service Bus dead-letters (MaxDeliveryCountExceeded, TTL expiry, ...) is recorded in
+`dead_letters` (source 'servicebus') with its reason and description, where the API, the dashboard
+and the CLI list and replay it; then the trigger completes it on the dead-letter sub-queue.
+"""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+import azure.functions as func
+import httpx
+
+from shared import observability
+from shared.alerts import deliver_pending
+from shared.bus.inbound import record_dead_letter
+from shared.functions_messages import inbound, message_fields
+from shared.functions_runtime import runtime
+from shared.settings import get_settings
+
+bp = df.Blueprint()
+_settings = get_settings()
+DEAD_LETTER_SUBQUEUE = "$deadletterqueue"
+ALERTS_SCHEDULE = "0 * * * * *"  # every minute
+_http: dict[str, httpx.AsyncClient] = {}
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}/{DEAD_LETTER_SUBQUEUE}"
+
+
+def _dead_letter_function(name: str, queue: str) -> None:
+    @bp.function_name(name)
+    @bp.service_bus_queue_trigger(
+        arg_name="msg", queue_name=dead_letter_queue(queue), connection=_settings.servicebus_connection_setting
+    )
+    async def record(msg: func.ServiceBusMessage) -> None:
+        container = await runtime.get()
+        with observability.invocation(name, **message_fields(msg)):
+            message = inbound(msg, queue)
+            await record_dead_letter(
+                container.pool,
+                message,
+                source="servicebus",
+                reason=message.dead_letter_reason or "unknown",
+                description=message.dead_letter_description,
+            )
+
+
+_dead_letter_function("deadletters_work_items", _settings.queue_work_items)
+_dead_letter_function("deadletters_work_done", _settings.queue_work_done)
+_dead_letter_function("deadletters_consolidate", _settings.queue_consolidate)
+
+
+@bp.function_name("alerts_deliver")
+@bp.timer_trigger(arg_name="timer", schedule=ALERTS_SCHEDULE, run_on_startup=False, use_monitor=False)
+async def alerts_deliver(timer: func.TimerRequest) -> None:
+    """Deliver recorded alerts to ALERT_WEBHOOK_URL (the local host's alert loop)."""
+    container = await runtime.get()
+    http = _http.get("client")
+    if http is None:
+        http = _http["client"] = httpx.AsyncClient()
+    webhook = str(container.settings.alert_webhook_url) if container.settings.alert_webhook_url else None
+    with observability.invocation("alerts_deliver"):
+        await deliver_pending(container.pool, webhook, http)

@@ -1,0 +1,102 @@
+"""A message as a Service Bus trigger delivers it, and what every trigger does with it.
+
+Trigger bodies are thin: they convert the Functions message into `Inbound`, call the same handler as
+the local host, and map errors the way the local consumer settles them: a PoisonMessageError (and a
+missing run) is recorded in `dead_letters` (source 'poison') and the message completes; any other
+exception propagates, so the trigger fails, Service Bus redelivers, and after the queue's
+MaxDeliveryCount the message reaches the dead-letter sub-queue, whose trigger records it (source
+'servicebus').
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any, Literal, TypeVar
+
+import orjson
+from psycopg.types.json import Jsonb
+
+from shared.alerts import Alert, record_alert
+from shared.bootstrap import Container
+from shared.db.pool import Pool
+from shared.logs import log_context
+from shared.messages import PoisonMessageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[Container, bytes], Awaitable[T]]
+DeadLetterSource = Literal["servicebus", "poison"]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    queue: str
+    message_id: str
+    body: bytes
+    delivery_count: int
+    enqueued_at: datetime | None = None
+    application_properties: Mapping[str, Any] = field(default_factory=dict)
+    dead_letter_reason: str | None = None
+    dead_letter_description: str | None = None
+
+
+def _json_value(value: Any) -> Jsonb:
+    return Jsonb(value, dumps=partial(orjson.dumps, default=str))
+
+
+def stored_body(body: bytes) -> Any:
+    """The body as JSON when it is JSON (so it can be replayed as it was), else wrapped as text."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {"raw": body.decode("utf-8", errors="replace")}
+
+
+async def record_dead_letter(
+    pool: Pool, message: Inbound, *, source: DeadLetterSource, reason: str, description: str | None
+) -> None:
+    """Insert the message into dead_letters (listed and replayed by API, dashboard and CLI), with an alert."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason,
+                                         description, delivery_count, enqueued_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (
+                source,
+                message.queue,
+                message.message_id,
+                _json_value(stored_body(message.body)),
+                _json_value(dict(message.application_properties)),
+                reason,
+                description,
+                message.delivery_count,
+                message.enqueued_at,
+            ),
+        )
+        await record_alert(
+            conn,
+            Alert(
+                "dead_letter",
+                "warning",
+                f"Dead letter on {message.queue}",
+                f"message {message.message_id} ({reason}): {description or 'no description'}",
+            ),
+        )
+
+
+async def handle_inbound(container: Container, message: Inbound, handler: Handler[T]) -> T | None:
+    """Run the handler; a poison message is recorded and completes (None), anything else propagates."""
+    with log_context(message_id=message.message_id):
+        try:
+            return await handler(container, message.body)
+        except PoisonMessageError as exc:
+            log.error("poison message on %s: %s", message.queue, exc)
+            await record_dead_letter(
+                container.pool, message, source="poison", reason="PoisonMessage", description=str(exc)
+            )
+            return None
