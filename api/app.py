@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
+from api.analytics import VersionedCache
 from api.background import Background
 from api.deps import ContainerProvider
 from api.errors import install_error_handlers
-from api.routes import diamonds, health, pricing
+from api.routes import analytics, diamonds, health, operations, pricing
 from api.routes.docs import install_docs
 from shared.bootstrap import Container
 
@@ -47,10 +48,13 @@ def create_app(container: Container | None = None) -> FastAPI:
     )
     app.state.provider = ContainerProvider(container)
     app.state.background = Background()
+    app.state.analytics_cache = VersionedCache()
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=GZIP_LEVEL)
     app.include_router(health.router)
     app.include_router(diamonds.router)
     app.include_router(pricing.router)
+    app.include_router(analytics.router)
+    app.include_router(operations.router)
     install_docs(app)
     return app

@@ -215,6 +215,8 @@ def _list_filter(spec: ListSpec, raw: Sequence[str]) -> InFilter:
         raise ParameterError(spec.name, "needs at least one value")
     normalised = []
     for value in values:
+        if "\x00" in value:
+            raise ParameterError(spec.name, "contains a NUL character")
         stored = spec.normalise(value)
         if stored is None or (spec.allowed is not None and stored not in spec.allowed):
             hint = f"; allowed: {', '.join(spec.allowed)}" if spec.allowed else ""

@@ -222,7 +222,7 @@ def _select(
         inner_params = [*params, rows, *([offset] if offset else [])]
     else:
         inner = (
-            "SELECT x.id, x.sk FROM generate_series(%s, %s) AS b(bucket), LATERAL ("
+            "SELECT x.id, x.sk FROM generate_series(%s::int, %s::int) AS b(bucket), LATERAL ("
             f"SELECT d.id, {key.expression} AS sk FROM diamonds d WHERE {CARAT_BUCKET} = b.bucket AND {where} "
             f"ORDER BY {inner_order} LIMIT %s) x "
             f"ORDER BY {outer_order.replace('p.', 'x.')} LIMIT %s{' OFFSET %s' if offset else ''}"

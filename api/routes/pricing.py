@@ -53,7 +53,7 @@ class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     priority: int = Field(ge=0, le=2**31 - 1)
-    description: str | None = Field(None, max_length=500)
+    description: str | None = Field(None, max_length=500, pattern=r"^[^\x00]*$")
     feed: FeedName | None = None
     stone_type: Literal["natural", "lab", "fancy"] | None = None
     shapes: list[str] | None = _grades(SHAPES, "shapes")

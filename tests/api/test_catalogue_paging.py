@@ -147,3 +147,30 @@ def test_offset_pages_agree_with_the_keyset_order(
             headers={"X-API-Key": keys.read},
         )
         assert [s["id"] for s in follow.json()["data"]] == expected[page * limit : (page + 1) * limit]
+
+
+@pytest.mark.parametrize(
+    ("carats", "order", "limit"),
+    [(("0.5", "1.01"), "asc", 3), (("1", "3.1"), "desc", 7), (("0.75", "0.75"), "asc", 20), (("0.1", "9"), "desc", 3)],
+)
+def test_price_order_within_a_carat_range(
+    catalogue: list[dict[str, Any]], http: httpx.Client, keys: Keys, carats: tuple[str, str], order: str, limit: int
+) -> None:
+    """The carat-bucketed price walk (api.catalogue.query.carat_buckets) pages like any other sort."""
+    params = {"carat_min": carats[0], "carat_max": carats[1]}
+    expected = expected_order(catalogue, params, "price", order)
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        query: dict[str, Any] = {**params, "sort": "price", "order": order, "limit": limit, "fields": "slim"}
+        body = http.get(
+            "/api/v2/diamonds",
+            params={**query, **({"cursor": cursor} if cursor else {})},
+            headers={"X-API-Key": keys.read},
+        ).json()
+        seen += [stone["id"] for stone in body["data"]]
+        cursor = body["pagination"]["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == expected
+    assert len(expected) > limit
