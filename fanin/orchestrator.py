@@ -322,6 +322,7 @@ def orchestrate(ctx: Any) -> Generator[Any, Any, dict[str, Any]]:
                 yield from flow.call(APPLY, payload, bool)
         else:  # consolidating
             flow.phase = "consolidating"
+            flow.publish()
             consolidating_since = consolidating_since or now
             if now - consolidating_since > CONSOLIDATION_WATCH:
                 return outcome(start, view, None)
