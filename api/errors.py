@@ -17,6 +17,7 @@ from shared.errors import (
     NotFoundError,
     OpusError,
 )
+from shared.feed.errors import FeedError
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's "error parsing the body" (not JSON, not UTF-8): a validation error of the body.
+            detail = [{"parameter": "body", "in": "body", "message": str(exc.detail)}]
+            return error_response(422, "validation_error", f"invalid value for body: {exc.detail}", detail)
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
             exc.status_code, "http_error"
         )
@@ -109,6 +114,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if status == 401:
             response.headers["WWW-Authenticate"] = 'APIKey header="X-API-Key"'
         return response
+
+    @app.exception_handler(FeedError)
+    async def _feed(_: Request, exc: FeedError) -> JSONResponse:
+        # The supplier failed, not this service or the caller: a gateway error, retryable later.
+        log.warning("feed error: %s", exc)
+        return error_response(502, "feed_unavailable", f"the supplier feed failed: {exc}")
 
     @app.exception_handler(NotModified)
     async def _not_modified(_: Request, exc: NotModified) -> Response:

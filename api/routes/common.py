@@ -28,6 +28,7 @@ _ALL: Final[dict[int | str, dict[str, Any]]] = {
     404: _error("not found"),
     409: _error("conflicts with the current state"),
     422: _error("a parameter or the body is invalid; details name it"),
+    502: _error("the supplier feed failed (retry later)"),
     503: _error("the database is unavailable"),
 }
 

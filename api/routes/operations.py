@@ -249,7 +249,7 @@ async def get_run(
     return RunEnvelope.model_validate({"data": detail})
 
 
-@router.post("/runs", status_code=202, response_model=Started, responses=ADMIN_RESPONSES)
+@router.post("/runs", status_code=202, response_model=Started, responses={**ADMIN_RESPONSES, **responses(502)})
 async def post_run(
     body: Annotated[StartRun, Body()],
     principal: Principal = Depends(require_admin),

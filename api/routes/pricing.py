@@ -258,7 +258,7 @@ async def deactivate_rule(
     return await _changed(request, container, await pricing.apply_change(container.pool, change, reprice=reprice))
 
 
-@router.post("/rules/preview", response_model=PreviewOut, responses=ADMIN_RESPONSES)
+@router.post("/preview", response_model=PreviewOut, responses=ADMIN_RESPONSES)
 async def preview_rule_change(
     body: Annotated[PreviewIn, Body()],
     _: Principal = Depends(require_admin),

@@ -105,7 +105,7 @@ def test_preview_then_apply_reprices_in_the_background(
     catalogue: list[dict[str, Any]], http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
 ) -> None:
     etag = http.get("/api/v2/diamonds", headers={"X-API-Key": keys.read}).headers["etag"]
-    preview = http.post(f"{RULES}/preview", json={"action": "create", "rule": NATURAL_X2}, headers=_admin(keys))
+    preview = http.post("/api/v2/pricing/preview", json={"action": "create", "rule": NATURAL_X2}, headers=_admin(keys))
     assert preview.status_code == 200, preview.text
     report = preview.json()
     assert report["stones"] == 3
