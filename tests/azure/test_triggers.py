@@ -1,0 +1,196 @@
+"""Each trigger body with real azure.functions objects, the real database and the simulator."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMessage
+
+from fanin.durable import PARTITION_DONE, current_client
+from shared.db.pool import Pool
+from shared.functions_runtime import runtime
+from shared.runs import load_run
+from tests.azure.conftest import FakeContext, FunctionsHarness, functions_message
+from tests.azure.indexing import indexed, user_function
+
+pytestmark = pytest.mark.xdist_group("pipeline")
+
+
+def sb_message(
+    body: bytes, *, message_id: str = "m-1", delivery_count: int = 1, **extra: Any
+) -> func.ServiceBusMessage:
+    return ServiceBusTriggerMessage(
+        body=body,
+        message_id=message_id,
+        delivery_count=delivery_count,
+        enqueued_time_utc=datetime.now(UTC),
+        application_properties=extra.pop("application_properties", {}),
+        user_properties={},
+        **extra,
+    )
+
+
+async def dead_letters(pool: Pool) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            """SELECT source, queue, message_id, body, reason, description, delivery_count
+               FROM dead_letters ORDER BY id"""
+        )
+        columns = [c.name for c in cur.description or ()]
+        return [dict(zip(columns, row, strict=True)) for row in await cur.fetchall()]
+
+
+async def test_a_poison_work_item_is_recorded_and_completes(db: Pool, harness: FunctionsHarness) -> None:
+    await harness.deliver("work-items", sb_message(b"{not json", message_id="bad-1", delivery_count=1))
+    rows = await dead_letters(db)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["source"], row["queue"], row["message_id"], row["reason"]) == (
+        "poison",
+        "work-items",
+        "bad-1",
+        "PoisonMessage",
+    )
+    assert row["body"] == {"raw": "{not json"}
+    assert "not JSON" in row["description"]
+
+
+async def test_work_done_for_a_missing_run_is_poison(db: Pool, harness: FunctionsHarness) -> None:
+    body = {
+        "type": "WORK_DONE",
+        "feed": "nivoda-natural",
+        "run_id": str(uuid.uuid4()),
+        "trace_id": "t",
+        "partition_id": "p",
+        "worker_id": "w",
+        "status": "success",
+        "records_processed": 1,
+    }
+    await harness.deliver("work-done", sb_message(json.dumps(body).encode(), message_id="wd-1"))
+    rows = await dead_letters(db)
+    assert [(r["source"], r["queue"]) for r in rows] == [("poison", "work-done")]
+    assert "does not exist" in rows[0]["description"]
+
+
+async def test_a_transient_failure_raises_for_redelivery_and_the_redelivery_completes_the_page(
+    db: Pool, harness: FunctionsHarness
+) -> None:
+    await harness.tick()
+    first = harness.servicebus.take()
+    assert {s.queue for s in first} == {"work-items"}
+    item = first[0]
+    harness.servicebus.failing = True
+    with pytest.raises(ConnectionError):
+        await harness.deliver("work-items", functions_message(item, delivery_count=1))
+    harness.servicebus.failing = False
+    await harness.deliver("work-items", functions_message(item, delivery_count=2))
+    follow_up = harness.servicebus.take()
+    assert len(follow_up) == 1, "the redelivery sent the follow-up the failed send lost"
+    run_id = json.loads(item.body)["run_id"]
+    partition_id = json.loads(item.body)["partition_id"]
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT pages FROM partition_progress WHERE run_id = %s AND partition_id = %s", (run_id, partition_id)
+        )
+        assert await cur.fetchone() == (1,), "the page was stored once"
+    assert await dead_letters(db) == []
+
+
+async def test_the_timer_starts_the_orchestration_before_the_first_work_item(harness: FunctionsHarness) -> None:
+    await harness.tick()
+    sent = harness.servicebus.take()
+    run_id = json.loads(sent[0].body)["run_id"]
+    assert run_id in harness.engine.instances, "the orchestration exists once work items are out"
+    async with harness.container.pool.connection() as conn:
+        run = await load_run(conn, uuid.UUID(run_id))
+    assert run.status == "ingesting"
+    assert len(sent) == run.expected_partitions
+
+
+async def test_work_done_restarts_a_lost_orchestration_of_an_ingesting_run(harness: FunctionsHarness) -> None:
+    await harness.tick()
+    sent = harness.servicebus.take()
+    run_id = json.loads(sent[0].body)["run_id"]
+    del harness.engine.instances[run_id]  # purged, or never started by an old version
+    done = {
+        "type": "WORK_DONE",
+        "feed": "nivoda-natural",
+        "run_id": run_id,
+        "trace_id": json.loads(sent[0].body)["trace_id"],
+        "partition_id": json.loads(sent[0].body)["partition_id"],
+        "worker_id": "w",
+        "status": "success",
+        "records_processed": 3,
+    }
+    await harness.deliver("work-done", sb_message(json.dumps(done).encode(), message_id="wd-2"))
+    instance = harness.engine.instances[run_id]
+    raised = [e for e in instance.inbox if e.get("Name") == PARTITION_DONE]
+    assert len(raised) == 1
+    assert json.loads(raised[0]["Input"])["partition_id"] == done["partition_id"]
+
+
+async def test_a_dead_lettered_message_is_recorded_from_the_sub_queue(db: Pool, harness: FunctionsHarness) -> None:
+    body = {"type": "CONSOLIDATE", "feed": "nivoda-natural", "run_id": str(uuid.uuid4()), "trace_id": "t"}
+    message = sb_message(
+        json.dumps(body).encode(),
+        message_id="consolidate:x:normal",
+        delivery_count=3,
+        dead_letter_reason="MaxDeliveryCountExceeded",
+        dead_letter_error_description="Message could not be consumed after 3 delivery attempts.",
+        application_properties={"type": "CONSOLIDATE"},
+    )
+    assert indexed()["deadletters_consolidate"]
+    await user_function("deadletters_consolidate")(msg=message)
+    rows = await dead_letters(db)
+    assert rows == [
+        {
+            "source": "servicebus",
+            "queue": "consolidate",
+            "message_id": "consolidate:x:normal",
+            "body": body,
+            "reason": "MaxDeliveryCountExceeded",
+            "description": "Message could not be consumed after 3 delivery attempts.",
+            "delivery_count": 3,
+        }
+    ]
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT kind FROM alerts")
+        assert await cur.fetchall() == [("dead_letter",)]
+
+
+async def test_the_api_runs_through_the_asgi_function_with_the_request_s_durable_client(
+    harness: FunctionsHarness,
+) -> None:
+    import function_app
+
+    api = function_app.app.middleware._app
+    seen: list[str] = []
+    if not any(getattr(r, "path", "") == "/api/_test/durable" for r in api.routes):
+
+        @api.get("/api/_test/durable")
+        async def probe() -> dict[str, str]:
+            client = current_client()
+            seen.append(type(client).__name__)
+            return {"hub": client._orchestration_bindings.task_hub_name}
+
+    http = user_function("http_app_func")
+    health = await http(
+        req=func.HttpRequest("GET", "http://localhost/api/health", body=b""),
+        context=FakeContext("http_app_func"),
+        client=harness.client_binding,
+    )
+    assert health.status_code == 200
+    assert json.loads(health.get_body())["database"] == "ok"
+    probe_response = await http(
+        req=func.HttpRequest("GET", "http://localhost/api/_test/durable", body=b""),
+        context=FakeContext("http_app_func"),
+        client=harness.client_binding,
+    )
+    assert probe_response.status_code == 200
+    assert json.loads(probe_response.get_body()) == {"hub": "OpusTests"}
+    assert runtime is not None
