@@ -128,7 +128,9 @@ class DurableEngine:
         for past in instance.history:
             past["IsPlayed"] = True
         instance.history.extend(new_events)
-        state = json.loads(self.orchestrators[instance.name](self.context_json(instance, instance.history)))
+        state: dict[str, Any] = json.loads(
+            self.orchestrators[instance.name](self.context_json(instance, instance.history))
+        )
         instance.states.append(state)
         instance.episodes += 1
         instance.runtime_status = "Running"

@@ -172,11 +172,11 @@ async def test_the_api_runs_through_the_asgi_function_with_the_request_s_durable
     seen: list[str] = []
     if not any(getattr(r, "path", "") == "/api/_test/durable" for r in api.routes):
 
-        @api.get("/api/_test/durable")
+        @api.get("/api/_test/durable")  # type: ignore[untyped-decorator]
         async def probe() -> dict[str, str]:
             client = current_client()
             seen.append(type(client).__name__)
-            return {"hub": client._orchestration_bindings.task_hub_name}
+            return {"hub": client._orchestration_bindings.task_hub_name}  # type: ignore[attr-defined]
 
     http = user_function("http_app_func")
     health = await http(
