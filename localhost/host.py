@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
 ALERTS_EVERY_S = 10.0
 HOUSEKEEPING_EVERY_S = 300.0
+DEAD_LETTER_EVERY_S = 5.0
 
 
 class _ApiServer(uvicorn.Server):
@@ -204,6 +205,7 @@ async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator
             *consumers,
             _every(SWEEP_EVERY_S, stop, lambda: sweep(container), "sweep"),
             _every(ALERTS_EVERY_S, stop, lambda: deliver_pending(container.pool, webhook, http), "alerts"),
+            _every(DEAD_LETTER_EVERY_S, stop, bus.dead_letter_exhausted, "dead-letter sweep"),
             _every(HOUSEKEEPING_EVERY_S, stop, bus.purge_expired_ids, "housekeeping"),
         ]
         host.tasks = [asyncio.create_task(c) for c in background]

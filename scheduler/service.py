@@ -43,8 +43,17 @@ def run_query(feed: str, window: RunWindow | RunRecord) -> DiamondQuery:
     )
 
 
+# Partition bounds sit on a $0.01/ct grid, but a stone's price per carat is exact (cents / carats):
+# 746.3095 lies between a partition ending at 746.30 and the next starting at 746.31. Querying up to
+# max + 0.0099999 closes that gap without overlapping the next partition: with whole cents and
+# carats to 2 decimals (up to 1,000 ct), a price per carat below the next bound is below it by at
+# least 1e-6.
+_GRID_CLOSE = Decimal("0.0099999")
+
+
 def partition_query(query: DiamondQuery, min_price: Decimal, max_price: Decimal | None) -> DiamondQuery:
-    return query.model_copy(update={"dollar_per_carat": PriceRange(from_=min_price, to=max_price)})
+    upper = None if max_price is None else max_price + _GRID_CLOSE
+    return query.model_copy(update={"dollar_per_carat": PriceRange(from_=min_price, to=upper)})
 
 
 def heatmap_summary(density: DensityMap, partitions: list[Partition]) -> dict[str, object]:
@@ -160,6 +169,7 @@ async def start_run(
             concurrency=settings.heatmap_concurrency,
             min_records_per_partition=settings.min_records_per_worker,
             target_partitions=max_workers,
+            max_records=settings.max_records_per_run,
         )
         partitions = plan_partitions(
             density,

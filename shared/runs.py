@@ -59,7 +59,7 @@ class PartitionRecord:
 _RUN_COLUMNS = """run_id, feed, run_type, status, status_reason, trace_id, updated_from, updated_to,
     watermark_before, expected_partitions, estimated_records, forced, last_progress_at, started_at, completed_at"""
 
-_PARTITION_COLUMNS = """run_id, partition_id, position, min_price, max_price, estimated_records, status,
+PARTITION_COLUMNS = """run_id, partition_id, position, min_price, max_price, estimated_records, status,
     next_offset, last_page_offset, anchor_id, pages, records_seen, drift_recoveries, attempts, error"""
 
 
@@ -86,7 +86,7 @@ async def active_run(conn: Conn, feed: str) -> RunRecord | None:
 async def load_partition(conn: Conn, run_id: UUID, partition_id: str) -> PartitionRecord:
     cur = conn.cursor(row_factory=class_row(PartitionRecord))
     await cur.execute(
-        f"SELECT {_PARTITION_COLUMNS} FROM partition_progress WHERE run_id = %s AND partition_id = %s",
+        f"SELECT {PARTITION_COLUMNS} FROM partition_progress WHERE run_id = %s AND partition_id = %s",
         (run_id, partition_id),
     )
     partition = await cur.fetchone()
@@ -95,18 +95,35 @@ async def load_partition(conn: Conn, run_id: UUID, partition_id: str) -> Partiti
     return partition
 
 
+async def load_run_and_partition(conn: Conn, run_id: UUID, partition_id: str) -> tuple[RunRecord, PartitionRecord]:
+    """Both records in one round trip (the worker reads them for every page)."""
+    run_fields = [f.strip() for f in _RUN_COLUMNS.split(",")]
+    part_fields = [f.strip() for f in PARTITION_COLUMNS.split(",")]
+    cur = await conn.execute(
+        f"""SELECT {", ".join(f"r.{c}" for c in run_fields)}, {", ".join(f"p.{c}" for c in part_fields)}
+            FROM partition_progress p JOIN run_metadata r USING (run_id)
+            WHERE p.run_id = %s AND p.partition_id = %s""",
+        (run_id, partition_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFoundError(f"run {run_id} has no partition {partition_id}")
+    run = RunRecord(*row[: len(run_fields)])
+    return run, PartitionRecord(*row[len(run_fields) :])
+
+
 async def load_partitions(
     conn: Conn, run_id: UUID, *, statuses: tuple[str, ...] | None = None
 ) -> list[PartitionRecord]:
     cur = conn.cursor(row_factory=class_row(PartitionRecord))
     if statuses is None:
         await cur.execute(
-            f"SELECT {_PARTITION_COLUMNS} FROM partition_progress WHERE run_id = %s ORDER BY position",
+            f"SELECT {PARTITION_COLUMNS} FROM partition_progress WHERE run_id = %s ORDER BY position",
             (run_id,),
         )
     else:
         await cur.execute(
-            f"""SELECT {_PARTITION_COLUMNS} FROM partition_progress
+            f"""SELECT {PARTITION_COLUMNS} FROM partition_progress
                 WHERE run_id = %s AND status = ANY(%s) ORDER BY position""",
             (run_id, list(statuses)),
         )

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from psycopg.rows import class_row
+
 from scheduler.service import partition_query, run_query
 from shared.bootstrap import Container
 from shared.bus.port import publish
@@ -25,11 +27,12 @@ from shared.logs import log_context
 from shared.messages import WorkItem
 from shared.raw_store import seen_ids, stone_id, to_raw_items, upsert_raw
 from shared.runs import (
+    PARTITION_COLUMNS,
     Conn,
     PartitionRecord,
     RunRecord,
     load_partition,
-    load_run,
+    load_run_and_partition,
     work_done_for,
     work_item_for,
 )
@@ -73,8 +76,7 @@ def _guard(run: RunRecord, partition: PartitionRecord, item: WorkItem) -> Outcom
 async def process_work_item(container: Container, item: WorkItem) -> PageResult:
     with log_context(run_id=item.run_id, trace_id=item.trace_id, partition_id=item.partition_id, feed=item.feed):
         async with container.pool.connection() as conn:
-            run = await load_run(conn, item.run_id)
-            partition = await load_partition(conn, item.run_id, item.partition_id)
+            run, partition = await load_run_and_partition(conn, item.run_id, item.partition_id)
         verdict = _guard(run, partition, item)
         if verdict is Outcome.RESENT:
             await _send_follow_up(container, run, partition)
@@ -148,42 +150,21 @@ async def _store_step(
             )
         )
     new_stones = len(step.new_ids)
-    async with container.pool.connection() as conn, conn.transaction():
-        if not await _lock_current(conn, item):
-            return PageResult(Outcome.STALE)  # a concurrent copy of this message got there first
-        changed = await upsert_raw(conn, feed=run.feed, run_id=run.run_id, items=raw_items)
-        await record_errors(conn, errors)
-        await conn.execute(
-            """UPDATE partition_progress
-               SET next_offset = %(next)s, last_page_offset = %(offset)s, anchor_id = %(anchor)s,
-                   pages = pages + 1, records_seen = records_seen + %(seen)s,
-                   records_changed = records_changed + %(changed)s,
-                   drift_recoveries = drift_recoveries + %(drift)s,
-                   status = CASE WHEN %(finish)s THEN 'completed' ELSE status END,
-                   completed_at = CASE WHEN %(finish)s THEN now() END,
-                   updated_at = now()
-               WHERE run_id = %(run)s AND partition_id = %(pid)s""",
-            {
-                "next": step.next_offset,
-                "offset": item.offset,
-                "anchor": step.anchor_id,
-                "seen": new_stones,
-                "changed": changed,
-                "drift": int(step.kind is StepKind.DRIFT),
-                "finish": finish,
-                "run": run.run_id,
-                "pid": item.partition_id,
-            },
-        )
-        if finish:
-            await conn.execute(
-                """UPDATE worker_runs SET status = 'completed', completed_at = now(),
-                       records_processed = (SELECT records_seen FROM partition_progress
-                                            WHERE run_id = %(run)s AND partition_id = %(pid)s)
-                   WHERE run_id = %(run)s AND partition_id = %(pid)s AND attempt = %(attempt)s""",
-                {"run": run.run_id, "pid": item.partition_id, "attempt": item.attempt},
-            )
-        partition = await load_partition(conn, run.run_id, item.partition_id)
+    try:
+        async with container.pool.connection() as conn, conn.transaction():
+            changed = await upsert_raw(conn, feed=run.feed, run_id=run.run_id, items=raw_items)
+            partition = await _advance(conn, item, step, finish=finish, seen=new_stones, changed=changed)
+            if partition is None:
+                raise _Superseded
+            await record_errors(conn, errors)
+            if finish:
+                await conn.execute(
+                    """UPDATE worker_runs SET status = 'completed', completed_at = now(), records_processed = %s
+                       WHERE run_id = %s AND partition_id = %s AND attempt = %s""",
+                    (partition.records_seen, run.run_id, item.partition_id, item.attempt),
+                )
+    except _Superseded:
+        return PageResult(Outcome.STALE)  # a concurrent copy of this message got there first; rolled back
     await _send_follow_up(container, run, partition)
     if finish:
         log.info("partition completed: %d stones in %d pages", partition.records_seen, partition.pages)
@@ -191,6 +172,48 @@ async def _store_step(
     if step.kind is StepKind.DRIFT:
         return PageResult(Outcome.REPOSITIONED)
     return PageResult(Outcome.PAGE, new_stones, changed)
+
+
+class _Superseded(Exception):
+    """Rolls back a page whose compare-and-set lost to a concurrent copy of the same message."""
+
+
+_ADVANCE = f"""
+UPDATE partition_progress
+SET next_offset = %(next)s, last_page_offset = %(offset)s, anchor_id = %(anchor)s,
+    pages = pages + 1, records_seen = records_seen + %(seen)s, records_changed = records_changed + %(changed)s,
+    drift_recoveries = drift_recoveries + %(drift)s,
+    status = CASE WHEN %(finish)s THEN 'completed' ELSE status END,
+    completed_at = CASE WHEN %(finish)s THEN now() END,
+    updated_at = now()
+WHERE run_id = %(run)s AND partition_id = %(pid)s AND next_offset = %(offset)s AND attempts = %(attempt)s
+  AND drift_recoveries = %(drift_before)s AND status IN ('pending', 'running')
+RETURNING {PARTITION_COLUMNS}
+"""
+
+
+async def _advance(
+    conn: Conn, item: WorkItem, step: PageStep, *, finish: bool, seen: int, changed: int
+) -> PartitionRecord | None:
+    """The compare-and-set on the partition's offset; None when this message is no longer current."""
+    cur = conn.cursor(row_factory=class_row(PartitionRecord))
+    await cur.execute(
+        _ADVANCE,
+        {
+            "next": step.next_offset,
+            "offset": item.offset,
+            "anchor": step.anchor_id,
+            "seen": seen,
+            "changed": changed,
+            "drift": int(step.kind is StepKind.DRIFT),
+            "finish": finish,
+            "run": item.run_id,
+            "pid": item.partition_id,
+            "attempt": item.attempt,
+            "drift_before": item.drift,
+        },
+    )
+    return await cur.fetchone()
 
 
 async def _lock_current(conn: Conn, item: WorkItem) -> bool:

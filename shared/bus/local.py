@@ -53,6 +53,8 @@ class MessageLockLostError(RuntimeError):
     """The lock expired (or the message was settled) before this settle call."""
 
 
+# One statement (so one round trip, atomically): drop ids seen within the duplicate window, insert
+# the rest, and wake receivers with the number of messages each queue got.
 _SEND = """
 WITH incoming AS (
     SELECT * FROM unnest(%(queues)s::text[], %(ids)s::text[], %(bodies)s::jsonb[], %(props)s::jsonb[],
@@ -64,11 +66,14 @@ WITH incoming AS (
     ON CONFLICT (queue, message_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
         WHERE bus_message_ids.expires_at <= now()
     RETURNING queue, message_id
+), inserted AS (
+    INSERT INTO bus_messages (queue, message_id, body, application_properties, correlation_id, visible_at)
+    SELECT i.queue, i.message_id, i.body, i.props, i.correlation_id, coalesce(i.visible_at, now())
+    FROM incoming i
+    WHERE %(no_dedup)s OR EXISTS (SELECT 1 FROM fresh f WHERE f.queue = i.queue AND f.message_id = i.message_id)
+    RETURNING queue
 )
-INSERT INTO bus_messages (queue, message_id, body, application_properties, correlation_id, visible_at)
-SELECT i.queue, i.message_id, i.body, i.props, i.correlation_id, coalesce(i.visible_at, now())
-FROM incoming i
-WHERE %(no_dedup)s OR EXISTS (SELECT 1 FROM fresh f WHERE f.queue = i.queue AND f.message_id = i.message_id)
+SELECT pg_notify(%(channel)s, queue || ':' || count(*)) FROM inserted GROUP BY queue
 """
 
 # Messages whose last permitted delivery ended (lock expired) go to the dead-letter store first.
@@ -149,10 +154,11 @@ class LocalBus:
         for message in messages:
             unique.setdefault((message.queue, message.message_id), message)
         batch = list(unique.values())
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn:
             await conn.execute(
                 _SEND,
                 {
+                    "channel": NOTIFY_CHANNEL,
                     "queues": [m.queue for m in batch],
                     "ids": [m.message_id for m in batch],
                     "bodies": [Jsonb(dict(m.body)) for m in batch],
@@ -163,16 +169,13 @@ class LocalBus:
                     "no_dedup": self.duplicate_window <= timedelta(0),
                 },
             )
-            for queue in sorted({m.queue for m in batch}):
-                await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, queue))
 
     async def close(self) -> None:
         """The pool belongs to the container; nothing to release here."""
 
     # --- receiving ----------------------------------------------------------------------------
     async def receive(self, queue: str, max_messages: int = 1) -> list[ReceivedMessage]:
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(_EXPIRE_EXHAUSTED, {"queue": queue, "max": self.max_delivery_count})
+        async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 _RECEIVE,
@@ -236,6 +239,17 @@ class LocalBus:
         return renewed
 
     # --- housekeeping and inspection -----------------------------------------------------------
+    async def dead_letter_exhausted(self) -> int:
+        """Move messages whose last permitted delivery ended to the dead-letter store.
+
+        Receives never hand them out (delivery_count < max), so this can run on a timer."""
+        moved = 0
+        async with self.pool.connection() as conn:
+            for queue in self.queues.all():
+                cur = await conn.execute(_EXPIRE_EXHAUSTED, {"queue": queue, "max": self.max_delivery_count})
+                moved += cur.rowcount
+        return moved
+
     async def purge_expired_ids(self) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute("DELETE FROM bus_message_ids WHERE expires_at <= now()")
@@ -249,19 +263,38 @@ class LocalBus:
             return counts
 
 
+class _Wakeups:
+    """Wake-up credits for one queue: a notification that finds no waiter is kept for the next."""
+
+    def __init__(self) -> None:
+        self.credits = 0
+        self.condition = asyncio.Condition()
+
+
 class BusListener:
-    """One LISTEN connection per process, waking receivers when their queue gets a message."""
+    """One LISTEN connection per process. Each notification wakes as many waiting receivers as
+    messages were sent (not all of them: a herd of empty receives costs more than the work)."""
+
+    MAX_CREDITS = 10_000
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._events: dict[str, asyncio.Event] = {}
+        self._wakeups: dict[str, _Wakeups] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def event(self, queue: str) -> asyncio.Event:
-        return self._events.setdefault(queue, asyncio.Event())
+    def _for(self, queue: str) -> _Wakeups:
+        return self._wakeups.setdefault(queue, _Wakeups())
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="bus-listener")
+
+    async def _wake(self, payload: str) -> None:
+        queue, _, count = payload.rpartition(":")
+        wakeups = self._for(queue)
+        n = int(count) if count.isdigit() else 1
+        async with wakeups.condition:
+            wakeups.credits = min(self.MAX_CREDITS, wakeups.credits + n)
+            wakeups.condition.notify(n)
 
     async def _listen(self) -> None:
         while True:
@@ -269,7 +302,7 @@ class BusListener:
                 async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     async for notify in conn.notifies():
-                        self.event(notify.payload).set()
+                        await self._wake(notify.payload)
             except asyncio.CancelledError:
                 raise
             except psycopg.Error as exc:
@@ -278,15 +311,14 @@ class BusListener:
                 await asyncio.sleep(1)
 
     async def wait(self, queue: str, seconds: float) -> None:
-        """Return when the queue gets a message, or after `seconds` (receivers poll as a safety net)."""
-        event = self.event(queue)
-        try:
-            async with asyncio.timeout(seconds):
-                await event.wait()
-        except TimeoutError:
-            return
-        finally:
-            event.clear()
+        """Return when a message may be waiting on the queue, or after `seconds` (the poll that
+        catches what a missed notification would leave behind)."""
+        wakeups = self._for(queue)
+        async with wakeups.condition:
+            if wakeups.credits == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeups.condition.wait(), seconds)
+            wakeups.credits = max(0, wakeups.credits - 1)
 
     async def stop(self) -> None:
         if self._task is not None:
