@@ -6,7 +6,6 @@ Inventory and heatmap scan the live catalogue, so their results are cached per c
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -20,26 +19,6 @@ PRICE_PER_CARAT_EDGES: Final = tuple(
     for edge in (0, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000, 7500, 10000, 15000, 20000, 30000)
 )
 CARAT_EDGES: Final = tuple(Decimal(edge) for edge in ("0", "0.5", "1", "1.5", "2", "3", "5"))
-
-
-class VersionedCache:
-    """A small LRU of computed results keyed by (query, catalogue version)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-
-    def get(self, key: tuple[Any, ...]) -> Any:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: tuple[Any, ...], value: Any) -> None:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
 
 
 def _feed_clause(feed: str | None) -> tuple[str, list[Any]]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
-from api.analytics import VersionedCache
 from api.background import Background
 from api.deps import ContainerProvider
 from api.errors import install_error_handlers
+from api.lru import Lru
 from api.routes import analytics, diamonds, health, operations, pricing
 from api.routes.docs import install_docs
 from shared.bootstrap import Container
@@ -48,7 +48,9 @@ def create_app(container: Container | None = None) -> FastAPI:
     )
     app.state.provider = ContainerProvider(container)
     app.state.background = Background()
-    app.state.analytics_cache = VersionedCache()
+    # Results keyed by catalogue version: analytics bodies, and search counts per filter set.
+    app.state.analytics_cache = Lru(256)
+    app.state.counts = Lru(4096)
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=GZIP_LEVEL)
     app.include_router(health.router)

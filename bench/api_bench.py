@@ -1,15 +1,44 @@
 """Catalogue API benchmark: latency and throughput of a fixed search mix on a 500K-stone catalogue.
 
-    .venv/bin/python -m bench.api_bench [--stones 500000] [--workers 2] [--duration 20]
+    .venv/bin/python -m bench.api_bench [--stones 500000] [--workers 2] [--duration 15]
 
-Builds (or reuses) a catalogue in an embedded PostgreSQL (or DATABASE_URL), generated with SQL
-(generate_series, seeded random) to realistic distributions; serves the API with uvicorn on
-127.0.0.1; drives it from a separate load-generator process (raw HTTP/1.1 keep-alive clients, so
-the generator costs little of the machine's two cores) and prints p50/p95/p99 latency at 1 client
-and requests/s at 1 and 32 clients, against a baseline measured in the same run (GET /api/health).
+Builds a catalogue in a throwaway embedded PostgreSQL (or in DATABASE_URL's server; or reuses
+--database-url if it already holds --stones stones), generated with SQL (generate_series, seeded
+random) to realistic distributions; serves the API with uvicorn (--workers processes) on 127.0.0.1;
+drives it from a separate load-generator process (raw HTTP/1.1 keep-alive connections, so the
+generator costs little of the machine's two cores) and prints p50/p95/p99 latency and requests/s at
+1 and 32 concurrent clients, for a baseline (GET /api/health) measured in the same run and for the
+search mix, with the CPU each process used.
 """
 
 from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import psutil
+import psycopg
+
+from bench.database import temporary_database
+from shared.db.migrate import migrate
+from tests.helpers import free_port
 
 SEED_SQL = """
 
@@ -95,3 +124,443 @@ FROM (
     ) graded
 ) priced
 """
+
+
+# --- the catalogue -----------------------------------------------------------------------------
+
+
+def ensure_catalogue(url: str, stones: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM diamonds").fetchone()
+        if row and row[0] == stones:
+            print(f"catalogue: reusing {stones:,} stones")
+            return
+        started = time.perf_counter()
+        with conn.transaction():
+            conn.execute("TRUNCATE diamonds CASCADE")
+            conn.execute("SELECT setseed(0.42)")
+            conn.execute(SEED_SQL, {"stones": stones})
+        conn.execute("VACUUM (ANALYZE) diamonds")
+        print(f"catalogue: generated {stones:,} stones in {time.perf_counter() - started:.0f} s")
+
+
+def create_read_key(url: str) -> str:
+    from api.keys import generate_key, hash_key
+
+    key = generate_key()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO api_keys (key_hash, key_prefix, client_name, scopes) VALUES (%s, %s, 'bench', '{read}')",
+            (hash_key(key), key[:12]),
+        )
+    return key
+
+
+# --- the request mix ---------------------------------------------------------------------------
+
+SHAPES = ["ROUND"] * 9 + ["OVAL"] * 3 + ["EMERALD", "CUSHION", "PRINCESS", "PEAR", "RADIANT"] * 2
+COLOR_SETS = [["D", "E", "F"], ["E", "F", "G", "H"], ["G", "H", "I"], ["F", "G"]]
+CLARITY_SETS = [["VVS1", "VVS2", "VS1"], ["VS1", "VS2"], ["VS2", "SI1", "SI2"], ["IF", "VVS1"]]
+
+
+def _carats(rnd: random.Random) -> tuple[str, str]:
+    low = rnd.choice([0.3, 0.5, 0.7, 0.9, 1.0, 1.2, 1.5, 2.0])
+    return f"{low:.2f}", f"{low + rnd.choice([0.1, 0.2, 0.3, 0.5]):.2f}"
+
+
+def mix(rnd: random.Random, ids: list[str]) -> list[tuple[str, str]]:
+    """(category, path) pairs in a fixed, weighted, shuffled order."""
+    out: list[tuple[str, str]] = []
+
+    def search(category: str, params: dict[str, Any]) -> None:
+        out.append((category, "/api/v2/diamonds?" + urlencode(params, doseq=True)))
+
+    for _ in range(25):
+        low, high = _carats(rnd)
+        search(
+            "shape+lab+carats by price",
+            {
+                "lab_grown": rnd.choice(["true", "false"]),
+                "shape": rnd.choice(SHAPES),
+                "carat_min": low,
+                "carat_max": high,
+                "sort": "price",
+                "order": "asc",
+                "fields": "slim",
+                "limit": 24,
+            },
+        )
+    for _ in range(15):
+        low, high = _carats(rnd)
+        floor = rnd.choice([500, 1000, 2000, 4000])
+        search(
+            "grades+carats+price",
+            {
+                "shape": rnd.choice(SHAPES),
+                "carat_min": low,
+                "carat_max": high,
+                "price_min": floor,
+                "price_max": floor * rnd.choice([2, 3, 5]),
+                "color": rnd.choice(COLOR_SETS),
+                "clarity": rnd.choice(CLARITY_SETS),
+                "sort": "price",
+                "order": rnd.choice(["asc", "desc"]),
+                "fields": "slim",
+                "limit": 24,
+            },
+        )
+    for _ in range(10):
+        search(
+            "browse",
+            {
+                "lab_grown": rnd.choice(["true", "false"]),
+                "sort": rnd.choice(["price", "created_at"]),
+                "order": rnd.choice(["asc", "desc"]),
+                "fields": "slim",
+                "limit": 48,
+            },
+        )
+    for _ in range(10):
+        search(
+            "shape+grades by carats",
+            {
+                "lab_grown": rnd.choice(["true", "false"]),
+                "shape": rnd.choice(SHAPES),
+                "color": rnd.choice(COLOR_SETS),
+                "clarity": rnd.choice(CLARITY_SETS),
+                "cut": "EX",
+                "sort": "carats",
+                "order": "desc",
+                "limit": 24,
+            },
+        )
+    for _ in range(5):
+        search("fancy", {"fancy": "true", "sort": "price", "order": "desc", "fields": "slim", "limit": 24})
+    for _ in range(5):
+        low, high = _carats(rnd)
+        search(
+            "by colour",
+            {
+                "shape": rnd.choice(SHAPES),
+                "carat_min": low,
+                "carat_max": high,
+                "sort": "color",
+                "order": "asc",
+                "fields": "slim",
+                "limit": 24,
+            },
+        )
+    for _ in range(20):
+        out.append(("detail", f"/api/v2/diamonds/{rnd.choice(ids)}"))
+    rnd.shuffle(out)
+    return out
+
+
+def deep_pages(base: str, key: str, rnd: random.Random) -> list[tuple[str, str]]:
+    """Keyset pages 5 to 40 deep of a few searches (cursor paging, count off), found by walking them."""
+    pages: list[tuple[str, str]] = []
+    headers = {"X-API-Key": key}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for sort in ("price", "carats", "created_at", "clarity"):
+            params = {
+                "lab_grown": rnd.choice(["true", "false"]),
+                "shape": rnd.choice(SHAPES),
+                "sort": sort,
+                "fields": "slim",
+                "limit": 24,
+                "count": "false",
+            }
+            cursor = None
+            for depth in range(40):
+                page = client.get(
+                    "/api/v2/diamonds", params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers
+                ).json()
+                cursor = page["pagination"]["next_cursor"]
+                if cursor is None:
+                    break
+                if depth >= 4 and depth % 3 == 0:
+                    pages.append(("deep keyset page", "/api/v2/diamonds?" + urlencode({**params, "cursor": cursor})))
+    return pages
+
+
+def request_bytes(path: str, port: int, key: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {key}\r\n"
+        "Accept-Encoding: gzip\r\nUser-Agent: api-bench\r\n\r\n"
+    ).encode()
+
+
+# --- the load generator (a separate process) ------------------------------------------------------
+
+
+async def _client(
+    port: int, requests: list[tuple[str, bytes]], offset: int, stop_at: float, samples: list[tuple[str, float, int]]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    index = offset
+    while time.perf_counter() < stop_at:
+        category, raw = requests[index % len(requests)]
+        index += 1
+        started = time.perf_counter()
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length, chunked = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding" and b"chunked" in value:
+                chunked = True
+        if chunked:
+            while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                await reader.readexactly(size + 2)
+            await reader.readuntil(b"\r\n")
+        elif length:
+            await reader.readexactly(length)
+        samples.append((category, time.perf_counter() - started, status))
+    writer.close()
+
+
+async def _load(port: int, requests: list[tuple[str, bytes]], clients: int, seconds: float) -> list[Any]:
+    samples: list[tuple[str, float, int]] = []
+    stop_at = time.perf_counter() + seconds
+    step = max(1, len(requests) // clients)
+    await asyncio.gather(*(_client(port, requests, i * step, stop_at, samples) for i in range(clients)))
+    return samples
+
+
+def loadgen_main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    requests = [(category, raw.encode("latin-1")) for category, raw in spec["requests"]]
+    started = time.perf_counter()
+    samples = asyncio.run(_load(spec["port"], requests, spec["clients"], spec["seconds"]))
+    elapsed = time.perf_counter() - started
+    json.dump({"elapsed": elapsed, "samples": samples}, sys.stdout)
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    label: str
+    clients: int
+    requests: int
+    rps: float
+    p50: float
+    p95: float
+    p99: float
+    statuses: Counter[int]
+    by_category: dict[str, list[float]]
+    cpu: dict[str, float]
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] * 1000
+
+
+def _children_cpu() -> float:
+    # Exited, waited-for children only: the load generator (the API server is still running).
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return float(times.user + times.system)
+
+
+class CpuMeter:
+    """CPU seconds used during a scenario by the API workers, by the PostgreSQL backends serving the
+    benchmark database (other databases on the machine are not counted) and by the load generator."""
+
+    def __init__(self, server: psutil.Process, url: str) -> None:
+        self.server = server
+        self.url = url
+
+    def _backends(self) -> dict[int, float]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            pids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchall()
+            ]
+        return {pid: _cpu(psutil.Process(pid)) for pid in pids if psutil.pid_exists(pid)}
+
+    def _api(self) -> float:
+        return sum(_cpu(p) for p in [self.server, *self.server.children(recursive=True)])
+
+    @contextmanager
+    def measure(self, out: dict[str, float]) -> Iterator[None]:
+        api, backends, children = self._api(), self._backends(), _children_cpu()
+        yield
+        after = self._backends()
+        out["api"] = self._api() - api
+        out["postgres"] = sum(cpu - backends.get(pid, 0.0) for pid, cpu in after.items())
+        out["loadgen"] = _children_cpu() - children
+
+
+def run_load(
+    port: int, requests: list[tuple[str, bytes]], clients: int, seconds: float, meter: CpuMeter, label: str
+) -> Result:
+    spec = Path(tempfile.gettempdir()) / f"api-bench-{os.getpid()}.json"
+    rotation = [(category, raw.decode("latin-1")) for category, raw in requests]
+    spec.write_text(json.dumps({"port": port, "clients": clients, "seconds": seconds, "requests": rotation}))
+    cpu: dict[str, float] = {}
+    with meter.measure(cpu):
+        process = subprocess.run(
+            [sys.executable, "-m", "bench.api_bench", "--loadgen", str(spec)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    spec.unlink()
+    data = json.loads(process.stdout)
+    samples = data["samples"]
+    latencies = [sample[1] for sample in samples]
+    by_category: dict[str, list[float]] = defaultdict(list)
+    for category, latency, _status in samples:
+        by_category[category].append(latency)
+    return Result(
+        label,
+        clients,
+        len(samples),
+        len(samples) / data["elapsed"],
+        _percentile(latencies, 0.5),
+        _percentile(latencies, 0.95),
+        _percentile(latencies, 0.99),
+        Counter(sample[2] for sample in samples),
+        by_category,
+        {name: used / data["elapsed"] for name, used in cpu.items()},
+    )
+
+
+@contextmanager
+def api_server(url: str, workers: int, pool_size: int) -> Iterator[tuple[int, psutil.Process]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "LOG_LEVEL": "WARNING",
+        "DB_POOL_MAX_SIZE": str(pool_size),
+        "DB_POOL_MIN_SIZE": "2",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.2)
+        yield port, psutil.Process(process.pid)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def report(result: Result) -> None:
+    errors = {code: n for code, n in result.statuses.items() if code >= 400}
+    cpu = "  ".join(f"{name} {share * 100:.0f}%" for name, share in result.cpu.items())
+    print(
+        f"{result.label:<30} clients {result.clients:>2}  {result.rps:>7.0f} req/s  p50 {result.p50:6.2f} ms  "
+        f"p95 {result.p95:6.2f} ms  p99 {result.p99:6.2f} ms  n={result.requests:<6} "
+        f"{'errors ' + str(errors) if errors else ''}  cpu: {cpu}"
+    )
+
+
+def report_categories(result: Result) -> None:
+    for category, values in sorted(result.by_category.items()):
+        print(
+            f"    {category:<28} n={len(values):<5} p50 {_percentile(values, 0.5):6.2f} ms  "
+            f"p99 {_percentile(values, 0.99):6.2f} ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stones", type=int, default=500_000)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured scenario")
+    parser.add_argument("--database-url", default=None, help="reuse this database (seeded if needed)")
+    parser.add_argument("--loadgen", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.loadgen:
+        loadgen_main(args.loadgen)
+        return
+    with _database(args.database_url) as url:
+        ensure_catalogue(url, args.stones)
+        key = create_read_key(url)
+        with psycopg.connect(url) as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id::text FROM diamonds WHERE status = 'active' ORDER BY md5(id::text) LIMIT 2000"
+                ).fetchall()
+            ]
+        print(f"api: uvicorn, {args.workers} worker process(es); load generator: 1 process, asyncio, keep-alive")
+        with api_server(url, args.workers, pool_size=16) as (port, server):
+            rnd = random.Random(7)
+            base = f"http://127.0.0.1:{port}"
+            paths = mix(rnd, ids) + deep_pages(base, key, rnd)
+            requests = [(category, request_bytes(path, port, key)) for category, path in paths]
+            health = [("health", request_bytes("/api/health", port, key))]
+            meter = CpuMeter(server, url)
+            run_load(port, requests, 8, 3.0, meter, "warm-up")
+            print(
+                f"mix: {len(requests)} requests in rotation; "
+                + ", ".join(f"{c} {n}" for c, n in Counter(c for c, _ in requests).most_common())
+            )
+            for label, rotation in (("baseline GET /api/health", health), ("search mix", requests)):
+                for clients in (1, 32):
+                    result = run_load(port, rotation, clients, args.duration, meter, label)
+                    report(result)
+                    if clients == 1 and rotation is requests:
+                        report_categories(result)
+
+
+@contextmanager
+def _database(url: str | None) -> Iterator[str]:
+    if url:
+        asyncio.run(migrate(url))
+        yield url
+        return
+    with temporary_database() as created:
+        yield created
+
+
+if __name__ == "__main__":
+    main()

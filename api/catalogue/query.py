@@ -188,21 +188,33 @@ def offset_statement(request: SearchRequest) -> Statement:
 
 # Price order within a carat range: the two are strongly correlated, so walking the price index
 # skips most stones (the cheap ones are small) and walking the carat range sorts all of it. Instead
-# the range is cut into 0.1 ct buckets and each bucket is read in price order from an index on
-# (bucket, price, id) that also covers the usual filters: at most (limit + 1) index entries per
-# bucket, merged. Used for ranges up to MAX_CARAT_BUCKETS buckets wide.
+# the range is cut into (origin, 0.1 ct bucket) cells, each read in price order from an index on
+# (lab_grown, bucket, price, id) that also covers the usual filters: at most (limit + 1) index
+# entries per cell, merged. Used for ranges up to MAX_CARAT_BUCKETS buckets wide.
 CARAT_BUCKET = "floor(d.carats * 10)::int"
 MAX_CARAT_BUCKETS: Final = 50
 
 
-def carat_buckets(request: SearchRequest) -> tuple[int, int] | None:
+@dataclass(frozen=True)
+class Buckets:
+    origins: list[bool]
+    low: int
+    high: int
+
+
+def carat_buckets(request: SearchRequest) -> Buckets | None:
     if request.sort != "price":
         return None
+    origins = [False, True]
+    found: Buckets | None = None
     for item in request.filters:
+        if isinstance(item, FlagFilter) and item.name == "lab_grown":
+            origins = [item.value]
         if isinstance(item, RangeFilter) and item.column == "carats" and item.low is not None and item.high is not None:
             low, high = int(item.low * 10), int(item.high * 10)
-            return (low, high) if high - low < MAX_CARAT_BUCKETS else None
-    return None
+            if high - low < MAX_CARAT_BUCKETS:
+                found = Buckets(origins, low, high)
+    return Buckets(origins, found.low, found.high) if found else None
 
 
 def _select(
@@ -222,17 +234,26 @@ def _select(
         inner_params = [*params, rows, *([offset] if offset else [])]
     else:
         inner = (
-            "SELECT x.id, x.sk FROM generate_series(%s::int, %s::int) AS b(bucket), LATERAL ("
-            f"SELECT d.id, {key.expression} AS sk FROM diamonds d WHERE {CARAT_BUCKET} = b.bucket AND {where} "
+            "SELECT x.id, x.sk FROM unnest(%s::bool[]) AS o(lab_grown), "
+            "generate_series(%s::int, %s::int) AS b(bucket), LATERAL ("
+            f"SELECT d.id, {key.expression} AS sk FROM diamonds d "
+            f"WHERE d.lab_grown = o.lab_grown AND {CARAT_BUCKET} = b.bucket AND {where} "
             f"ORDER BY {inner_order} LIMIT %s) x "
             f"ORDER BY {outer_order.replace('p.', 'x.')} LIMIT %s{' OFFSET %s' if offset else ''}"
         )
-        inner_params = [*buckets, *params, offset + rows, rows, *([offset] if offset else [])]
+        inner_params = [buckets.origins, buckets.low, buckets.high, *params, offset + rows, rows]
+        inner_params += [offset] if offset else []
     sql = (
         f"SELECT {json_expression(request.fields)}, p.sk::text, p.id::text FROM ({inner}) p "
         f"JOIN diamonds d ON d.id = p.id ORDER BY {outer_order}"
     )
     return Statement(sql, inner_params)
+
+
+def estimate_statement(request: SearchRequest) -> Statement:
+    """The planner's view of the matches: its row estimate and the cost of visiting them all."""
+    clauses, params = where_clause(request)
+    return Statement(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM diamonds d WHERE {' AND '.join(clauses)}", params)
 
 
 def count_statement(request: SearchRequest, cap: int) -> Statement:

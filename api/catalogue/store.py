@@ -1,9 +1,21 @@
-"""Runs catalogue searches against PostgreSQL: one page (keyset or shallow offset) and a bounded count."""
+"""Runs catalogue searches against PostgreSQL: one page (keyset or shallow offset) and a bounded count.
+
+The count is bounded in work, not only in value. Counting exactly costs time in proportion to the
+index entries visited, which for selective filters over a wide index range is far more than the
+matches (measured: 1,000 matches of a colour/clarity/cut filter cost 22 ms, 313 matches of
+colour D + FL 150 ms). So:
+- a first page that holds every match counts itself (exact, free);
+- otherwise the planner's estimate of the count and of the cost to count up to the cap decides:
+  within COUNT_COST_BUDGET the bounded count runs (exact up to `cap`; beyond, `cap` and estimated),
+  above it the planner's row estimate is returned, flagged estimated;
+- results are remembered per catalogue version and filter set, so later pages and other sorts of
+  the same search cost nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -16,11 +28,16 @@ from api.catalogue.query import (
     Position,
     Statement,
     count_statement,
+    estimate_statement,
     offset_statement,
     page_statement,
 )
+from api.lru import Lru
 
 Row = tuple[str, str | None, str]
+# Planner cost units; measured on the 500K catalogue one unit of a bounded count is 10-30 µs, so
+# 150 keeps an exact count near 3 ms at most.
+COUNT_COST_BUDGET: Final = 150.0
 
 
 @dataclass(frozen=True)
@@ -31,11 +48,16 @@ class SearchResult:
     estimated: bool
 
 
+_VERSION = """
+SELECT string_agg(version::text, '.' ORDER BY feed) || '-' || floor(extract(epoch FROM max(updated_at)) * 1000)
+FROM dataset_versions
+"""
+
+
 async def catalogue_version(conn: AsyncConnection[Any]) -> str:
-    """The composite of every feed's dataset version: it changes whenever the catalogue may have."""
-    row = await (
-        await conn.execute("SELECT string_agg(version::text, '.' ORDER BY feed) FROM dataset_versions")
-    ).fetchone()
+    """Every feed's dataset version and the time of the latest bump: it changes whenever the
+    catalogue may have (the time also tells apart a version number reset by a database restore)."""
+    row = await (await conn.execute(_VERSION)).fetchone()
     return str(row[0]) if row and row[0] else "0"
 
 
@@ -54,23 +76,55 @@ async def _keyset_rows(conn: AsyncConnection[Any], request: SearchRequest, after
     return rows
 
 
-async def search(conn: AsyncConnection[Any], request: SearchRequest, count_cap: int) -> SearchResult:
+@dataclass(frozen=True)
+class Count:
+    total: int
+    estimated: bool
+
+
+def bounded_count_cost(estimated_rows: float, total_cost: float, cap: int) -> float:
+    """The planner's cost of counting up to cap + 1 matches (a LIMIT stops the scan early)."""
+    return total_cost * min(1.0, (cap + 1) / max(estimated_rows, 1.0))
+
+
+async def _count(conn: AsyncConnection[Any], request: SearchRequest, cap: int, seen: int) -> Count:
+    estimate = estimate_statement(request)
+    plan = (await (await conn.execute(estimate.sql, estimate.params)).fetchone() or [[{}]])[0][0]["Plan"]
+    rows, cost = float(plan["Plan Rows"]), float(plan["Total Cost"])
+    if bounded_count_cost(rows, cost, cap) > COUNT_COST_BUDGET:
+        return Count(max(int(rows), seen), True)
+    statement = count_statement(request, cap)
+    row = await (await conn.execute(statement.sql, statement.params)).fetchone()
+    counted = int(row[0]) if row else 0
+    return Count(min(counted, cap), counted > cap)
+
+
+async def search(
+    conn: AsyncConnection[Any],
+    request: SearchRequest,
+    count_cap: int,
+    counts: Lru[tuple[str, str], Count],
+    version: str,
+) -> SearchResult:
     after = decode_cursor(request, request.cursor) if request.cursor else None
     if request.page is not None:
         rows = await _rows(conn, offset_statement(request))
     else:
         rows = await _keyset_rows(conn, request, after)
-    total = None
-    if request.count:
-        statement = count_statement(request, count_cap)
-        row = await (await conn.execute(statement.sql, statement.params)).fetchone()
-        total = int(row[0]) if row else 0
     more = len(rows) > request.limit
     rows = rows[: request.limit]
     next_position = Position(rows[-1][1], rows[-1][2]) if more else None
-    if total is None:
-        return SearchResult([row[0] for row in rows], next_position, None, False)
-    return SearchResult([row[0] for row in rows], next_position, min(total, count_cap), total > count_cap)
+    docs = [row[0] for row in rows]
+    if not request.count:
+        return SearchResult(docs, next_position, None, False)
+    if after is None and not more and (rows or not request.offset):
+        count = Count(request.offset + len(rows), False)
+    else:
+        key = (version, request.fingerprint())
+        cached = counts.get(key)
+        count = cached or await _count(conn, request, count_cap, request.offset + len(rows) + int(more))
+        counts.put(key, count)
+    return SearchResult(docs, next_position, count.total, count.estimated)
 
 
 async def get_diamond(conn: AsyncConnection[Any], diamond_id: UUID, fields: Fields = "full") -> str | None:

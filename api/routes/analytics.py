@@ -19,6 +19,7 @@ from api.auth import Principal, require_read
 from api.catalogue.store import catalogue_version
 from api.deps import get_container
 from api.errors import CACHE_CONTROL, NotModified
+from api.lru import Lru
 from api.routes.common import responses
 from api.routes.diamonds import etag_for
 from shared.bootstrap import Container
@@ -119,8 +120,8 @@ class Consolidation(BaseModel):
     data: list[FeedConsolidation]
 
 
-def _cache(request: Request) -> analytics.VersionedCache:
-    cache: analytics.VersionedCache = request.app.state.analytics_cache
+def _cache(request: Request) -> Lru[tuple[Any, ...], bytes]:
+    cache: Lru[tuple[Any, ...], bytes] = request.app.state.analytics_cache
     return cache
 
 

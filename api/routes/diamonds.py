@@ -80,9 +80,10 @@ async def search_diamonds(
     query = parse_search(request.query_params.multi_items(), SORT_KEYS)
     cap = container.settings.api_search_count_limit
     async with container.pool.connection() as conn:
-        etag = etag_for(await catalogue_version(conn))
+        version = await catalogue_version(conn)
+        etag = etag_for(version)
         _check_not_modified(request, etag)
-        result = await search(conn, query, cap)
+        result = await search(conn, query, cap, request.app.state.counts, version)
     pagination = {
         "limit": query.limit,
         "page": query.page,

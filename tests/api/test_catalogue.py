@@ -218,3 +218,26 @@ def test_large_responses_are_gzipped(stones: Any, http: httpx.Client, keys: Keys
     assert response.status_code == 200
     assert response.headers["content-encoding"] == "gzip"
     assert len(response.json()["data"]) == 7
+
+
+def test_an_expensive_count_is_the_planners_estimate(
+    db: Any, sync_db: psycopg.Connection[Any], http: httpx.Client, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.catalogue import store
+
+    insert(sync_db, [stone(shape="OVAL") for _ in range(30)] + [stone(shape="PEAR")])
+    sync_db.execute("ANALYZE diamonds")
+    monkeypatch.setattr(store, "COUNT_COST_BUDGET", -1.0)
+    paged = _search(http, keys, {"shape": "OVAL", "limit": 10}).json()["pagination"]
+    assert paged["total_estimated"] is True
+    assert paged["total"] >= 11
+    whole = _search(http, keys, {"shape": "PEAR", "limit": 10}).json()["pagination"]
+    assert (whole["total"], whole["total_estimated"]) == (1, False), "a page holding every match counts itself"
+
+
+def test_bounded_count_cost_scales_with_the_cap() -> None:
+    from api.catalogue.store import bounded_count_cost
+
+    assert bounded_count_cost(100_000, 5000, 999) == 50
+    assert bounded_count_cost(10, 40, 999) == 40
+    assert bounded_count_cost(0, 3, 999) == 3
