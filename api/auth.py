@@ -27,6 +27,7 @@ from fastapi.security import APIKeyHeader
 from api.deps import get_container
 from api.errors import AuthError, ForbiddenError
 from api.keys import Scope, hash_key
+from api.versions import VERSION_SQL, remember
 from shared.bootstrap import Container
 from shared.settings import Settings
 
@@ -78,18 +79,21 @@ def path_with_query(request: Request) -> str:
     return f"{path}?{query}" if query else path
 
 
-_KEY_LOOKUP = """
-SELECT id, client_name, scopes, active, expires_at < now() AS expired, last_used_at, now() AS now
+# The catalogue version rides along: most authenticated requests are catalogue reads that need it.
+_KEY_LOOKUP = f"""
+SELECT id, client_name, scopes, active, expires_at < now() AS expired, last_used_at, now() AS now,
+       ({VERSION_SQL}) AS catalogue_version
 FROM api_keys WHERE key_hash = %s
 """
 
 
-async def _from_api_key(container: Container, key: str) -> Principal:
+async def _from_api_key(container: Container, request: Request, key: str) -> Principal:
     async with container.pool.connection() as conn:
         row = await (await conn.execute(_KEY_LOOKUP, (hash_key(key),))).fetchone()
         if row is None:
             raise AuthError("invalid API key")
-        key_id, client, scopes, active, expired, last_used, now = row
+        key_id, client, scopes, active, expired, last_used, now, version = row
+        remember(request, version)
         if not active:
             raise AuthError("API key revoked")
         if expired:
@@ -145,7 +149,7 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 
 async def authenticate(request: Request, container: Container, api_key: str | None) -> Principal:
     if api_key:
-        return await _from_api_key(container, api_key)
+        return await _from_api_key(container, request, api_key)
     client_id = request.headers.get("x-client-id")
     if client_id:
         return await _from_hmac(container, request, client_id)

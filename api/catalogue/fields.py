@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field, create_model
@@ -98,9 +99,18 @@ def selected(fields: Fields) -> tuple[FieldSpec, ...]:
     return FIELDS if fields == "full" else tuple(spec for spec in FIELDS if spec.slim)
 
 
+# json_build_object takes at most 100 arguments (50 fields); measured on the 500K catalogue it plans
+# and runs faster than row_to_json over a sub-select, which the full field set still needs.
+_MAX_BUILD_FIELDS: Final = 50
+
+
+@cache
 def json_expression(fields: Fields) -> str:
     """A scalar SQL expression over the row alias `d` that yields the stone's JSON text."""
-    columns = ", ".join(f"{spec.expression} AS {spec.name}" for spec in selected(fields))
+    specs = selected(fields)
+    if len(specs) <= _MAX_BUILD_FIELDS:
+        return "json_build_object(" + ", ".join(f"'{spec.name}', {spec.expression}" for spec in specs) + ")::text"
+    columns = ", ".join(f"{spec.expression} AS {spec.name}" for spec in specs)
     return f"(SELECT row_to_json(f) FROM (SELECT {columns}) f)::text"
 
 

@@ -35,6 +35,8 @@ from api.catalogue.query import (
 from api.lru import Lru
 
 Row = tuple[str, str | None, str]
+# Searches are not prepared: their SQL varies with the filters (psycopg would keep preparing and
+# evicting statements), and every execution is planned for its values anyway (custom plans).
 # Planner cost units; measured on the 500K catalogue one unit of a bounded count is 10-30 µs, so
 # 150 keeps an exact count near 3 ms at most.
 COUNT_COST_BUDGET: Final = 150.0
@@ -48,21 +50,8 @@ class SearchResult:
     estimated: bool
 
 
-_VERSION = """
-SELECT string_agg(version::text, '.' ORDER BY feed) || '-' || floor(extract(epoch FROM max(updated_at)) * 1000)
-FROM dataset_versions
-"""
-
-
-async def catalogue_version(conn: AsyncConnection[Any]) -> str:
-    """Every feed's dataset version and the time of the latest bump: it changes whenever the
-    catalogue may have (the time also tells apart a version number reset by a database restore)."""
-    row = await (await conn.execute(_VERSION)).fetchone()
-    return str(row[0]) if row and row[0] else "0"
-
-
 async def _rows(conn: AsyncConnection[Any], statement: Statement) -> list[Row]:
-    return await (await conn.execute(statement.sql, statement.params)).fetchall()
+    return await (await conn.execute(statement.sql, statement.params, prepare=False)).fetchall()
 
 
 async def _keyset_rows(conn: AsyncConnection[Any], request: SearchRequest, after: Position | None) -> list[Row]:
@@ -89,12 +78,13 @@ def bounded_count_cost(estimated_rows: float, total_cost: float, cap: int) -> fl
 
 async def _count(conn: AsyncConnection[Any], request: SearchRequest, cap: int, seen: int) -> Count:
     estimate = estimate_statement(request)
-    plan = (await (await conn.execute(estimate.sql, estimate.params)).fetchone() or [[{}]])[0][0]["Plan"]
+    explained = await (await conn.execute(estimate.sql, estimate.params, prepare=False)).fetchone()
+    plan = explained[0][0]["Plan"] if explained else {"Plan Rows": 0, "Total Cost": 0}
     rows, cost = float(plan["Plan Rows"]), float(plan["Total Cost"])
     if bounded_count_cost(rows, cost, cap) > COUNT_COST_BUDGET:
         return Count(max(int(rows), seen), True)
     statement = count_statement(request, cap)
-    row = await (await conn.execute(statement.sql, statement.params)).fetchone()
+    row = await (await conn.execute(statement.sql, statement.params, prepare=False)).fetchone()
     counted = int(row[0]) if row else 0
     return Count(min(counted, cap), counted > cap)
 

@@ -16,12 +16,12 @@ from pydantic import BaseModel, Field
 
 from api import analytics
 from api.auth import Principal, require_read
-from api.catalogue.store import catalogue_version
 from api.deps import get_container
 from api.errors import CACHE_CONTROL, NotModified
 from api.lru import Lru
 from api.routes.common import responses
 from api.routes.diamonds import etag_for
+from api.versions import catalogue_version
 from shared.bootstrap import Container
 
 router = APIRouter(prefix="/api/v2/analytics", tags=["analytics"])
@@ -129,7 +129,7 @@ async def _versioned(
     request: Request, container: Container, key: tuple[Any, ...], compute: Any, model: type[BaseModel]
 ) -> Response:
     async with container.pool.connection() as conn:
-        version = await catalogue_version(conn)
+        version = await catalogue_version(conn, request)
         etag = etag_for(version)
         header = request.headers.get("if-none-match")
         if header and etag in (tag.strip() for tag in header.split(",")):

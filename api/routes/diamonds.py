@@ -18,10 +18,11 @@ from api.catalogue.cursor import encode_cursor
 from api.catalogue.fields import DiamondFull, DiamondSlim
 from api.catalogue.params import openapi_parameters, parse_search
 from api.catalogue.query import SORT_KEYS
-from api.catalogue.store import catalogue_version, get_diamond, search
+from api.catalogue.store import get_diamond, search
 from api.deps import get_container
 from api.errors import CACHE_CONTROL, NotModified
 from api.routes.common import ERROR_RESPONSES
+from api.versions import catalogue_version
 from shared.bootstrap import Container
 from shared.errors import NotFoundError
 
@@ -80,7 +81,7 @@ async def search_diamonds(
     query = parse_search(request.query_params.multi_items(), SORT_KEYS)
     cap = container.settings.api_search_count_limit
     async with container.pool.connection() as conn:
-        version = await catalogue_version(conn)
+        version = await catalogue_version(conn, request)
         etag = etag_for(version)
         _check_not_modified(request, etag)
         result = await search(conn, query, cap, request.app.state.counts, version)
@@ -109,7 +110,7 @@ async def get_one(
     container: Container = Depends(get_container),
 ) -> Response:
     async with container.pool.connection() as conn:
-        etag = etag_for(await catalogue_version(conn))
+        etag = etag_for(await catalogue_version(conn, request))
         _check_not_modified(request, etag)
         doc = await get_diamond(conn, diamond_id)
     if doc is None:
