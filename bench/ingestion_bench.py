@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 
 from bench.database import peak_rss_mb, temporary_database
+from fanin.operations import cancel_run
 from feedsim.embed import SimulatorProcess, start_process
 from feedsim.simulator import InventorySpec, SimConfig
-from fanin.operations import cancel_run
 from localhost.host import running_host
 from scheduler.service import start_run
 from shared.feed.client import NivodaClient

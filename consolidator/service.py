@@ -153,7 +153,7 @@ async def drain(container: Container, run: RunRecord, rules: RuleSet) -> DrainSt
 
 def _map_batch(
     claimed: list[tuple[str, str, Any]], run: RunRecord, rules: RuleSet, labgrown: bool
-) -> tuple[list[tuple[Any, ...]], list[ErrorRecord]]:
+) -> tuple[list[dict[str, Any]], list[ErrorRecord]]:
     rows = []
     failures = []
     for supplier_stone_id, payload, _ in claimed:
