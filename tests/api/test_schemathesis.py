@@ -87,5 +87,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         "--report-dir",
         str(tmp_path),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # Run in tmp_path: schemathesis keeps a crash cache in its working directory.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
