@@ -67,6 +67,7 @@ class SimConfig(BaseModel):
     timeout_rate: float = Field(0.0, ge=0, le=1, description="share of requests that hang for hang_s")
     graphql_error_rate: float = Field(0.0, ge=0, le=1, description="share answered 200 with GraphQL errors")
     cdn_block_rate: float = Field(0.0, ge=0, le=1, description="share answered 403 by the 'CDN'")
+    throttle_rate: float = Field(0.0, ge=0, le=1, description="share answered 429 with Retry-After: 1 (throttling)")
     token_ttl_s: float = Field(6 * 3600.0, gt=0, description="life of tokens issued from now on")
     churn_per_s: float = Field(0.0, ge=0, description="churn events applied per second")
     hang_s: float = Field(120.0, gt=0, description="how long a 'timeout' request hangs")
@@ -255,6 +256,7 @@ class Simulator:
             ("server_error", config.error_rate),
             ("cdn_403", config.cdn_block_rate),
             ("graphql_error", config.graphql_error_rate),
+            ("throttled", config.throttle_rate),
         ):
             if draw < rate:
                 return name
@@ -284,6 +286,11 @@ class Simulator:
             self.stats.faults["server_error"] += 1
             status = self._faults.choice((500, 502, 503))
             return Reply(status, _json({"errors": [gql.error("Internal server error", "INTERNAL_SERVER_ERROR")]}))
+        if fault == "throttled":
+            self.stats.faults["throttled"] += 1
+            return Reply(
+                429, _json({"errors": [gql.error("Too many requests", "TOO_MANY_REQUESTS")]}), {"Retry-After": "1"}
+            )
         if fault == "cdn_403":
             self.stats.faults["cdn_403"] += 1
             return Reply(403, b"<html><body><h1>403 Forbidden</h1>Request blocked.</body></html>")

@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 
 from api.app import create_app
+from api.keys import ensure_local_admin_key
 from consolidator.handler import handle_consolidate
 from fanin.handler import handle_work_done
 from fanin.service import sweep
@@ -45,6 +46,7 @@ SWEEP_EVERY_S = 30.0
 ALERTS_EVERY_S = 10.0
 HOUSEKEEPING_EVERY_S = 300.0
 DEAD_LETTER_EVERY_S = 5.0
+ADMIN_KEY_FILE = "admin.key"
 
 
 class _ApiServer(uvicorn.Server):
@@ -64,6 +66,7 @@ class Host:
     container: Container
     api_url: str
     simulator: SimulatorProcess | None = None
+    admin_key: str | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -180,7 +183,8 @@ async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator
                 raise RuntimeError(f"could not serve on {settings.api_host}:{settings.api_port}")
             await asyncio.sleep(0.05)
         port = server.servers[0].sockets[0].getsockname()[1]
-        host = Host(settings, database, container, f"http://{settings.api_host}:{port}", simulator)
+        admin_key = await ensure_local_admin_key(container.pool, settings.opus_data_dir / ADMIN_KEY_FILE)
+        host = Host(settings, database, container, f"http://{settings.api_host}:{port}", simulator, admin_key)
 
         await _resume_in_flight(container)
         queues = container.queues
@@ -242,5 +246,8 @@ def _banner(host: Host) -> str:
     ]
     if host.simulator is not None:
         lines.append(f"  feed simulator     {host.simulator.endpoint}")
+    if host.admin_key is not None:
+        key_file = host.settings.opus_data_dir / ADMIN_KEY_FILE
+        lines.append(f"  admin API key      {host.admin_key}  (X-API-Key; kept in {key_file})")
     lines += [f"  schedule           {host.settings.schedule_cron} (feeds: {', '.join(host.settings.feeds)})", ""]
     return "\n".join(lines)

@@ -78,7 +78,7 @@ def register(commands: CommandRegistry) -> None:
 
 
 # Topic modules, each with a `register(commands: CommandRegistry)` function.
-COMMAND_MODULES: tuple[str, ...] = ("opus.cli", "opus.ops_commands", "opus.api_commands")
+COMMAND_MODULES: tuple[str, ...] = ("opus.cli", "opus.ops_commands", "opus.api_commands", "feedsim.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

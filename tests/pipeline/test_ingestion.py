@@ -76,16 +76,16 @@ async def test_faults_and_duplicate_deliveries_change_nothing(
     monkeypatch.setattr("shared.bootstrap.LocalBus", DuplicatingBus)
     await sim_control(simulator, "stats/reset")
     await sim_control(
-        simulator, "config", {"error_rate": 0.05, "cdn_block_rate": 0.02, "timeout_rate": 0.01, "hang_s": 3}
+        simulator, "config", {"error_rate": 0.05, "throttle_rate": 0.02, "timeout_rate": 0.01, "hang_s": 3}
     )
     try:
         started, status, _ = await run_once(
             tmp_path, database_url, simulator, nivoda_request_timeout_s=1, nivoda_max_retries=8
         )
     finally:
-        await sim_control(simulator, "config", {"error_rate": 0, "cdn_block_rate": 0, "timeout_rate": 0, "hang_s": 120})
+        await sim_control(simulator, "config", {"error_rate": 0, "throttle_rate": 0, "timeout_rate": 0, "hang_s": 120})
     faults = (await sim_stats(simulator))["faults"]
-    for kind in ("server_error", "cdn_403", "timeout"):
+    for kind in ("server_error", "throttled", "timeout"):
         assert faults.get(kind, 0) > 0, f"no {kind} was injected: {faults}"
     assert status == "completed"
     truth = expected_ids(await ground_truth(simulator), FEED, started.run.updated_to)
