@@ -63,7 +63,9 @@ async def _request_consolidation(container: Container, run: RunRecord, decision:
             (partial, decision.reason, run.run_id),
         )
         if cur.rowcount != 1:
-            return False
+            # Already consolidating: re-send the request unless a consolidator has picked it up, so a
+            # publish lost after the commit is repaired by the next evaluation (the id deduplicates).
+            return await _resend_unclaimed(container, run)
         if partial:
             await record_alert(
                 conn,
@@ -77,11 +79,29 @@ async def _request_consolidation(container: Container, run: RunRecord, decision:
                 ),
             )
     log.info("consolidation requested: %s", decision.reason)
-    await publish(
-        container.bus,
-        Consolidate(feed=run.feed, run_id=run.run_id, trace_id=run.trace_id, force=partial, requested_by="fanin"),
-    )
+    async with container.pool.connection() as conn:
+        requested = await load_run(conn, run.run_id)
+    await publish(container.bus, _consolidate_message(requested, requested_by="fanin"))
     return True
+
+
+async def _resend_unclaimed(container: Container, run: RunRecord) -> bool:
+    async with container.pool.connection() as conn:
+        current = await load_run(conn, run.run_id)
+        cur = await conn.execute(
+            "SELECT consolidation_started_at IS NULL FROM run_metadata WHERE run_id = %s", (run.run_id,)
+        )
+        row = await cur.fetchone()
+    if current.status != "consolidating" or not (row and row[0]):
+        return False
+    await publish(container.bus, _consolidate_message(current, requested_by="fanin"))
+    return False
+
+
+def _consolidate_message(run: RunRecord, *, requested_by: str) -> Consolidate:
+    return Consolidate(
+        feed=run.feed, run_id=run.run_id, trace_id=run.trace_id, force=run.forced, requested_by=requested_by
+    )
 
 
 def _closing_alert(run: RunRecord, decision: Decision) -> tuple[str, Alert]:

@@ -76,7 +76,15 @@ WITH incoming AS (
 SELECT pg_notify(%(channel)s, queue || ':' || count(*)) FROM inserted GROUP BY queue
 """
 
-# Messages whose last permitted delivery ended (lock expired) go to the dead-letter store first.
+# Every dead letter raises an alert in the same statement (as the Azure dead-letter triggers do).
+_ALERT_LETTERS = """
+INSERT INTO alerts (kind, severity, title, message)
+SELECT 'dead_letter', 'warning', 'Dead letter on ' || queue,
+       'message ' || message_id || ' (' || reason || '): ' || coalesce(description, 'no description')
+FROM letters
+"""
+
+# Messages whose last permitted delivery ended (lock expired) go to the dead-letter store.
 _EXPIRE_EXHAUSTED = """
 WITH exhausted AS (
     DELETE FROM bus_messages
@@ -86,14 +94,16 @@ WITH exhausted AS (
         ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED
     )
     RETURNING *
+), letters AS (
+    INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
+                              delivery_count, enqueued_at)
+    SELECT 'local', queue, message_id, body, application_properties, 'MaxDeliveryCountExceeded',
+           'the lock expired or the message was abandoned on its last permitted delivery',
+           delivery_count, enqueued_at
+    FROM exhausted
+    RETURNING queue, message_id, reason, description
 )
-INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
-                          delivery_count, enqueued_at)
-SELECT 'local', queue, message_id, body, application_properties, 'MaxDeliveryCountExceeded',
-       'the lock expired or the message was abandoned on its last permitted delivery',
-       delivery_count, enqueued_at
-FROM exhausted
-"""
+""" + _ALERT_LETTERS
 
 _RECEIVE = """
 UPDATE bus_messages m
@@ -117,14 +127,15 @@ _DEAD_LETTER = """
 WITH settled AS (
     DELETE FROM bus_messages WHERE id = %(id)s AND lock_token = %(token)s AND locked_until > now()
     RETURNING *
+), letters AS (
+    INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
+                              delivery_count, enqueued_at)
+    SELECT %(source)s, queue, message_id, body, application_properties, %(reason)s, %(description)s,
+           delivery_count, enqueued_at
+    FROM settled
+    RETURNING queue, message_id, reason, description
 )
-INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
-                          delivery_count, enqueued_at)
-SELECT %(source)s, queue, message_id, body, application_properties, %(reason)s, %(description)s,
-       delivery_count, enqueued_at
-FROM settled
-RETURNING id
-"""
+""" + _ALERT_LETTERS
 
 
 class LocalBus:
@@ -210,7 +221,7 @@ class LocalBus:
     async def dead_letter(
         self, message: ReceivedMessage, *, reason: str, description: str | None = None, source: str = "local"
     ) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn:
             cur = await conn.execute(
                 _DEAD_LETTER,
                 {

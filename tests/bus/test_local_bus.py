@@ -89,6 +89,10 @@ async def test_explicit_dead_letter_keeps_the_reason(db: Pool) -> None:
     async with db.connection() as conn:
         cur = await conn.execute("SELECT reason, description, body FROM dead_letters")
         assert await cur.fetchall() == [("PoisonMessage", "body is not JSON", {"n": "a"})]
+        cur = await conn.execute("SELECT kind, title, message FROM alerts")
+        assert await cur.fetchall() == [
+            ("dead_letter", "Dead letter on work-items", "message a (PoisonMessage): body is not JSON")
+        ]
 
 
 async def test_duplicates_within_the_window_are_dropped_even_after_consumption(db: Pool) -> None:
