@@ -36,6 +36,7 @@ from shared.logs import log_context
 from shared.messages import Consolidate
 from shared.raw_store import to_raw_items, upsert_raw
 from shared.runs import Conn, RunRecord, load_run, partition_counts
+from shared.watermark_blob import mirror_watermark
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,8 @@ async def finalise(
         if more.processed == 0:
             await asyncio.sleep(0.2)
     log.info("run completed: %d deleted, watermark %s", deleted, "advanced" if advance else "unchanged")
+    if advance:
+        await mirror_watermark(container.settings, run.feed, run.updated_to, run.run_id, container.clock.now())
     return ConsolidationResult("completed", stats, deleted, advance)
 
 
