@@ -85,7 +85,8 @@ FROM letters
 """
 
 # Messages whose last permitted delivery ended (lock expired) go to the dead-letter store.
-_EXPIRE_EXHAUSTED = """
+_EXPIRE_EXHAUSTED = (
+    """
 WITH exhausted AS (
     DELETE FROM bus_messages
     WHERE id IN (
@@ -103,7 +104,9 @@ WITH exhausted AS (
     FROM exhausted
     RETURNING queue, message_id, reason, description
 )
-""" + _ALERT_LETTERS
+"""
+    + _ALERT_LETTERS
+)
 
 _RECEIVE = """
 UPDATE bus_messages m
@@ -123,7 +126,8 @@ RETURNING m.id, m.queue, m.message_id, m.body, m.application_properties, m.corre
           m.delivery_count, m.enqueued_at, m.lock_token, m.locked_until
 """
 
-_DEAD_LETTER = """
+_DEAD_LETTER = (
+    """
 WITH settled AS (
     DELETE FROM bus_messages WHERE id = %(id)s AND lock_token = %(token)s AND locked_until > now()
     RETURNING *
@@ -135,7 +139,9 @@ WITH settled AS (
     FROM settled
     RETURNING queue, message_id, reason, description
 )
-""" + _ALERT_LETTERS
+"""
+    + _ALERT_LETTERS
+)
 
 
 class LocalBus:
