@@ -9,7 +9,8 @@ from api.background import Background
 from api.deps import ContainerProvider
 from api.errors import install_error_handlers
 from api.lru import Lru
-from api.routes import analytics, diamonds, health, operations, pricing
+from api.routes import analytics, diamonds, health, heatmap, operations, pricing
+from api.routes.dashboard import install_dashboard
 from api.routes.docs import install_docs
 from shared.bootstrap import Container
 
@@ -59,5 +60,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.include_router(pricing.router)
     app.include_router(analytics.router)
     app.include_router(operations.router)
+    app.include_router(heatmap.router)
     install_docs(app)
+    install_dashboard(app)
     return app

@@ -1,0 +1,97 @@
+// Dead letters (messages that kept failing, with their reasons; replay for admins) and the
+// recorded errors (unmappable items, failed pages...) with filters.
+
+import { get, post } from "../api.js";
+import { badge, busy, confirmAction, errorNotice, fill, fmt, h, notice } from "../dom.js";
+
+export const title = "Dead letters & errors";
+const SOURCES = ["scheduler", "worker", "consolidator", "fanin", "api", "bus"];
+const FEEDS = ["nivoda-natural", "nivoda-labgrown"];
+
+const json = (value) => h("details", {}, h("summary", { class: "small" }, "show"), h("pre", { class: "body" }, JSON.stringify(value, null, 2)));
+
+function deadLetters(session) {
+  const status = h("div");
+  const tbody = h("tbody");
+  const form = h("form", { class: "filters", onchange: () => load(), onsubmit: (event) => { event.preventDefault(); load(); } },
+    h("label", {}, "queue", h("input", { name: "queue", placeholder: "any queue" })),
+    h("label", { class: "inline" }, h("input", { type: "checkbox", name: "include_replayed" }), "include replayed"));
+
+  function replayButton(letter) {
+    const button = h("button", { type: "button", class: "small", "data-testid": "replay", onclick: async () => {
+      if (!(await confirmAction("Replay dead letter", `Send message ${letter.message_id} back to ${letter.queue} under a new message id?`, "Replay", false))) return;
+      await busy(button, status, async () => {
+        const { data } = await post(`/dead-letters/${letter.id}/replay`);
+        status.replaceChildren(notice("ok", `Replayed as ${data.replay_message_id}.`));
+        await load();
+      });
+    } }, "Replay");
+    return button;
+  }
+
+  async function load() {
+    const values = Object.fromEntries(new FormData(form));
+    try {
+      const { data } = await get("/dead-letters", { queue: values.queue?.trim(), include_replayed: values.include_replayed ? "true" : undefined, limit: 200 });
+      fill(tbody, data.length ? null : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No dead letters.")), data.map((letter) =>
+        h("tr", { "data-letter": letter.id, "data-message": letter.message_id },
+          h("td", { class: "num" }, letter.id),
+          h("td", {}, letter.queue),
+          h("td", { class: "mono small" }, letter.message_id),
+          h("td", {}, badge("failed"), " ", h("strong", {}, letter.reason)),
+          h("td", { class: "error-text" }, letter.description ?? ""),
+          h("td", { class: "num" }, letter.delivery_count),
+          h("td", { class: "nowrap", title: letter.dead_lettered_at }, fmt.ago(letter.dead_lettered_at)),
+          h("td", {}, json(letter.body)),
+          h("td", { "data-testid": "replay-state" }, letter.replayed_at
+            ? h("span", { class: "small" }, badge("completed"), ` replayed ${fmt.ago(letter.replayed_at)} as `, h("span", { class: "mono" }, letter.replay_message_id))
+            : session.admin ? replayButton(letter) : null),
+        )));
+    } catch (error) {
+      status.replaceChildren(errorNotice(error));
+    }
+  }
+  load();
+  return h("section", { class: "panel" }, h("h2", {}, "Dead letters"), form, status,
+    h("div", { class: "table-wrap" }, h("table", { "data-testid": "dead-letters" },
+      h("thead", {}, h("tr", {}, ["id", "queue", "message", "reason", "description", "deliveries", "dead-lettered", "body", ""].map((t) => h("th", {}, t)))), tbody)));
+}
+
+function errorRecords() {
+  const status = h("div");
+  const tbody = h("tbody");
+  const select = (name, label, options) => h("label", {}, label, h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o }, o))));
+  const form = h("form", { class: "filters", onchange: () => load(), onsubmit: (event) => { event.preventDefault(); load(); } },
+    select("source", "source", SOURCES),
+    h("label", {}, "code", h("input", { name: "code", placeholder: "any code" })),
+    select("feed", "feed", FEEDS),
+    h("label", {}, "run id", h("input", { name: "run_id", placeholder: "any run" })));
+
+  async function load() {
+    try {
+      const { data } = await get("/errors", { ...Object.fromEntries(new FormData(form)), limit: 200 });
+      status.replaceChildren();
+      fill(tbody, data.length ? null : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No errors recorded.")), data.map((record) =>
+        h("tr", { "data-error": record.id },
+          h("td", { class: "nowrap", title: record.occurred_at }, fmt.ago(record.occurred_at)),
+          h("td", {}, record.source),
+          h("td", { class: "mono small" }, record.code),
+          h("td", { class: "error-text" }, record.message),
+          h("td", {}, record.run_id ? h("a", { href: `#/runs/${record.run_id}`, class: "mono" }, fmt.shortId(record.run_id)) : "–"),
+          h("td", { class: "mono small" }, [record.partition_id, record.supplier_stone_id].filter(Boolean).join(" · ") || "–"),
+          h("td", {}, record.feed ?? "–"),
+          h("td", {}, Object.keys(record.context ?? {}).length ? json(record.context) : ""),
+        )));
+    } catch (error) {
+      status.replaceChildren(errorNotice(error));
+    }
+  }
+  load();
+  return h("section", { class: "panel" }, h("h2", {}, "Recorded errors"), form, status,
+    h("div", { class: "table-wrap" }, h("table", { "data-testid": "errors" },
+      h("thead", {}, h("tr", {}, ["when", "source", "code", "message", "run", "partition / stone", "feed", "context"].map((t) => h("th", {}, t)))), tbody)));
+}
+
+export function render(root, { session }) {
+  fill(root, h("h1", {}, "Dead letters & errors"), deadLetters(session), errorRecords());
+}

@@ -1,0 +1,122 @@
+// Runs: a live table (status, progress, throughput) with filters, and starting a run (admin).
+
+import { get, post } from "../api.js";
+import { badge, busy, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween } from "../dom.js";
+import { replaceQuery } from "../router.js";
+
+export const title = "Runs";
+const ACTIVE = new Set(["planned", "ingesting", "consolidating"]);
+const LIVE_MS = 1500;
+const IDLE_MS = 10_000;
+const FEEDS = ["nivoda-natural", "nivoda-labgrown"];
+const STATES = ["active", "planned", "ingesting", "consolidating", "completed", "skipped", "failed", "cancelled", "stalled"];
+
+const select = (name, label, options, value) =>
+  h("label", {}, label, h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o, selected: o === value }, o))));
+
+/** Records per second: measured between two polls while the run fetches, else the run's average. */
+function throughput(run, previous, now) {
+  if (run.status === "ingesting" && previous && now > previous.at) {
+    return ((run.records_fetched - previous.records) * 1000) / (now - previous.at);
+  }
+  const end = run.ingestion_completed_at ?? (ACTIVE.has(run.status) ? null : run.completed_at);
+  const seconds = secondsBetween(run.started_at, end);
+  return seconds > 0 && run.records_fetched ? run.records_fetched / seconds : null;
+}
+
+function startForm(onStarted) {
+  const result = h("div");
+  const button = h("button", { type: "submit", class: "primary" }, "Start run");
+  const form = h(
+    "form",
+    {
+      class: "row",
+      "data-testid": "start-run",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const values = Object.fromEntries(new FormData(form));
+        busy(button, result, async () => {
+          const started = await post("/runs", { feed: values.feed, run_type: values.run_type || null });
+          result.replaceChildren(notice(started.data ? "ok" : "info", started.message));
+          onStarted();
+        });
+      },
+    },
+    h("label", {}, "feed", h("select", { name: "feed" }, FEEDS.map((f) => h("option", { value: f }, f)))),
+    h("label", {}, "type", h("select", { name: "run_type" }, h("option", { value: "" }, "from the watermark"), h("option", { value: "full" }, "full"), h("option", { value: "incremental" }, "incremental"))),
+    button,
+  );
+  return h("section", { class: "panel" }, h("h2", {}, "Start a run"), form, result);
+}
+
+export function render(root, { query, session }) {
+  const filters = { feed: query.get("feed") ?? "", type: query.get("type") ?? "", status: query.get("status") ?? "" };
+  let limit = 50;
+  const previous = new Map();
+  const status = h("div");
+  const tbody = h("tbody");
+  const more = h("button", { type: "button", onclick: () => { limit = Math.min(limit + 50, 500); refresh(); } }, "Load more");
+  const form = h(
+    "form",
+    { class: "filters", onchange: () => {
+      Object.assign(filters, Object.fromEntries(new FormData(form)));
+      replaceQuery(Object.fromEntries(Object.entries(filters).filter(([, v]) => v)));
+      refresh();
+    } },
+    select("feed", "feed", FEEDS, filters.feed),
+    select("type", "type", ["full", "incremental"], filters.type),
+    select("status", "status", STATES, filters.status),
+  );
+
+  async function load() {
+    const { data } = await get("/runs", { ...filters, limit });
+    const now = Date.now();
+    status.replaceChildren();
+    fill(
+      tbody,
+      data.length === 0 ? h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No runs match.")) : null,
+      data.map((run) => {
+        const rate = throughput(run, previous.get(run.run_id), now);
+        previous.set(run.run_id, { records: run.records_fetched, at: now });
+        const finished = run.completed_at ?? (ACTIVE.has(run.state) ? null : run.consolidation_completed_at ?? run.last_progress_at);
+        return h(
+          "tr",
+          { "data-run": run.run_id, "data-state": run.state },
+          h("td", {}, h("a", { href: `#/runs/${run.run_id}`, class: "mono" }, fmt.shortId(run.run_id))),
+          h("td", {}, run.feed),
+          h("td", {}, run.run_type),
+          h("td", { "data-testid": "state" }, badge(run.state)),
+          h("td", { class: "nowrap", title: run.started_at }, fmt.ago(run.started_at)),
+          h("td", { class: "nowrap" }, fmt.duration(secondsBetween(run.started_at, finished))),
+          h("td", {}, progress(run.records_fetched, run.estimated_records, { bad: run.failed_partitions > 0 }),
+            h("div", { class: "progress-label", "data-testid": "progress" }, `${fmt.int(run.records_fetched)} of ~${fmt.int(run.estimated_records)} stones · `,
+              `${run.completed_partitions}/${run.expected_partitions} partitions`, run.failed_partitions ? `, ${run.failed_partitions} failed` : "")),
+          h("td", { class: "num nowrap", "data-testid": "throughput" }, rate === null ? "–" : `${fmt.int(Math.round(rate))}/s`),
+        );
+      }),
+    );
+    more.hidden = data.length < limit || limit >= 500;
+    return data.some((run) => ACTIVE.has(run.status)) ? LIVE_MS : IDLE_MS;
+  }
+
+  let stop = () => {};
+  const refresh = () => {
+    stop();
+    stop = poll(load, IDLE_MS, (error) => status.replaceChildren(errorNotice(error)));
+  };
+
+  fill(
+    root,
+    h("h1", {}, "Runs"),
+    session.admin ? startForm(() => refresh()) : null,
+    h("section", { class: "panel" }, form),
+    status,
+    h("div", { class: "table-wrap" },
+      h("table", { "data-testid": "runs" },
+        h("thead", {}, h("tr", {}, ["run", "feed", "type", "status", "started", "duration", "progress", "throughput"].map((t) => h("th", {}, t)))),
+        tbody)),
+    h("div", { class: "row", style: { marginTop: ".6rem" } }, more),
+  );
+  refresh();
+  return () => stop();
+}

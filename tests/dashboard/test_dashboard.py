@@ -1,0 +1,482 @@
+"""The dashboard in Debian's Chromium against `opus run`'s server (a real database, the simulator as
+the supplier): signing in, a run progressing live to completion, a run's detail, retrying a failed
+partition, catalogue search and CSV export, pricing-rule preview and save, the heatmap with a new
+scan's preview, dead letters and the overview. Every page is screenshotted and no page may log a
+console error."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import BrowserContext, Page, expect
+
+from feedsim.embed import ThreadedSimulator, start_in_thread
+from feedsim.simulator import InventorySpec
+from shared.bootstrap import local_bus
+from shared.bus.port import OutgoingMessage
+from shared.db.pool import open_pool
+from shared.settings import Settings
+from tests.conftest import DatabaseFactory
+from tests.dashboard.conftest import ARTIFACTS, Dashboard, Keys, create_keys, open_dashboard
+from tests.dashboard.server import OpusServer, opus_run
+
+pytestmark = [pytest.mark.xdist_group("dashboard"), pytest.mark.browser]
+
+SIM_STONES = 5000  # a full run fetches ~1,200 natural and ~2,400 lab-grown stones of these
+NATURAL = "nivoda-natural"
+LAB = "nivoda-labgrown"
+RUN_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[ThreadedSimulator]:
+    sim = start_in_thread(InventorySpec(seed=11, stones=SIM_STONES))
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def server(
+    test_databases: DatabaseFactory, simulator: ThreadedSimulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OpusServer]:
+    with opus_run(
+        test_databases.create("opus_dashboard"), simulator.endpoint, tmp_path_factory.mktemp("opus-dashboard")
+    ) as served:
+        yield served
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def keys(server: OpusServer, settings: Settings) -> Keys:
+    return await create_keys(server.database_url, settings)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def api(server: OpusServer, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
+    """The API itself, with the admin key: the oracle the dashboard's figures are checked against."""
+    async with httpx.AsyncClient(
+        base_url=f"{server.url}/api/v2", headers={"X-API-Key": keys.admin}, timeout=60
+    ) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def dashboard(browser: BrowserContext, server: OpusServer) -> AsyncIterator[Dashboard]:
+    opened = await open_dashboard(browser, server.url)
+    try:
+        yield opened
+    finally:
+        await opened.page.close()
+    opened.check_console()
+
+
+async def sim_config(sim: ThreadedSimulator, **config: Any) -> None:
+    async with httpx.AsyncClient() as client:
+        (await client.post(f"{sim.url}/_sim/config", json=config)).raise_for_status()
+
+
+async def get_data(api: httpx.AsyncClient, path: str, **params: Any) -> Any:
+    response = await api.get(path, params=params)
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+async def wait_for_run(api: httpx.AsyncClient, run_id: str, *states: str) -> dict[str, Any]:
+    for _ in range(RUN_TIMEOUT_S * 10):
+        run: dict[str, Any] = await get_data(api, f"/runs/{run_id}")
+        if run["state"] in states:
+            return run
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"run {run_id} did not reach {states}")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def natural_run(api: httpx.AsyncClient) -> dict[str, Any]:
+    """A completed natural run (the one the live-progress test started, or a new one)."""
+    runs = await get_data(api, "/runs", feed=NATURAL, status="completed", limit=1)
+    if runs:
+        return dict(runs[0])
+    started = await api.post("/runs", json={"feed": NATURAL, "run_type": "full"})
+    assert started.status_code == 202, started.text
+    return await wait_for_run(api, started.json()["data"]["run_id"], "completed")
+
+
+def money(text: str) -> Decimal:
+    return Decimal(re.sub(r"[^0-9.\-]", "", text))
+
+
+async def texts(page: Page, selector: str) -> list[str]:
+    return [text.strip() for text in await page.locator(selector).all_inner_texts()]
+
+
+async def confirm(page: Page, expected: str) -> None:
+    dialog = page.get_by_test_id("confirm")
+    await expect(dialog).to_contain_text(expected)
+    await dialog.locator("button.danger, button.primary").click()
+    await expect(dialog).to_have_count(0)
+
+
+# --- sign-in ------------------------------------------------------------------------------------
+async def test_sign_in_refuses_a_bad_key_and_a_read_key_sees_why_admin_pages_refuse(
+    dashboard: Dashboard, keys: Keys
+) -> None:
+    page = dashboard.page
+    # The browser itself logs each refused request; these two are provoked on purpose.
+    dashboard.allow(r"status of 401")
+    dashboard.allow(r"status of 403")
+    await dashboard.open("/overview")
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    await dashboard.screenshot("sign-in")
+
+    await page.locator("#api-key").fill("opus_not-a-key")
+    await page.get_by_role("button", name="Sign in").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("invalid API key")
+    await expect(alert).to_contain_text("401 unauthorized")
+    assert await page.evaluate("sessionStorage.getItem('opus.apiKey')") is None
+
+    await page.locator("#api-key").fill(keys.read)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#who")).to_have_text("dashboard-reader · read")
+    assert await page.evaluate("sessionStorage.getItem('opus.apiKey')") == keys.read
+    await dashboard.open("/runs")
+    await expect(page.get_by_test_id("runs")).to_be_visible()
+    await expect(page.get_by_test_id("start-run")).to_have_count(0)
+    await dashboard.open("/pricing")
+    await expect(page.get_by_role("alert")).to_contain_text("this operation needs the 'admin' scope")
+    await expect(page.get_by_role("alert")).to_contain_text("403 forbidden")
+    await dashboard.screenshot("forbidden")
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert await page.evaluate("sessionStorage.getItem('opus.apiKey')") is None
+    dashboard.check_console()
+
+
+# --- runs ---------------------------------------------------------------------------------------
+async def test_a_run_started_from_the_dashboard_progresses_live_to_completion(
+    dashboard: Dashboard, keys: Keys, simulator: ThreadedSimulator, api: httpx.AsyncClient
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, "/runs")
+    await page.evaluate("window.sameDocument = true")
+    await sim_config(simulator, latency_ms=300)  # a run of a few seconds, long enough to watch
+    try:
+        form = page.get_by_test_id("start-run")
+        await form.locator("select[name=feed]").select_option(NATURAL)
+        await form.locator("select[name=run_type]").select_option("full")
+        await form.get_by_role("button", name="Start run").click()
+        await expect(page.locator(".notice.ok")).to_contain_text("run started with")
+        row = page.locator("table[data-testid=runs] tbody tr").first
+        await expect(row).to_have_attribute("data-state", re.compile("planned|ingesting"))
+        run_id = await row.get_attribute("data-run")
+        assert run_id is not None
+        seen: list[tuple[str, str]] = []
+        for _ in range(RUN_TIMEOUT_S * 5):
+            state = await row.get_attribute("data-state") or ""
+            progress = await row.get_by_test_id("progress").inner_text()
+            if not seen or seen[-1] != (state, progress):
+                seen.append((state, progress))
+                if state == "ingesting" and len(seen) == 2:
+                    await dashboard.screenshot("runs-live")
+            if state == "completed":
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await sim_config(simulator, latency_ms=0)
+    run = await get_data(api, f"/runs/{run_id}")
+    states = [state for state, _ in seen]
+    assert states[-1] == "completed", seen
+    fetching = {progress for state, progress in seen if state == "ingesting"}
+    assert len(fetching) >= 2, f"the progress should change on screen while the run fetches: {seen}"
+    assert seen[-1][1].startswith(f"{run['records_fetched']:,} of ~{run['estimated_records']:,} stones")
+    assert await page.evaluate("window.sameDocument") is True, "the page updated itself without reloading"
+    assert re.fullmatch(r"[\d,]+/s", await row.get_by_test_id("throughput").inner_text())
+    await dashboard.screenshot("runs")
+
+    # The run's detail: partition grid, fan-in, timeline and its density scan.
+    await row.locator("a").click()
+    await expect(page.get_by_test_id("run-state")).to_have_text("completed")
+    cells = page.locator("[data-testid=partition-grid] .cell")
+    await expect(cells).to_have_count(run["expected_partitions"])
+    assert set(await cells.evaluate_all("cells => cells.map(c => c.dataset.status)")) == {"completed"}
+    await expect(page.get_by_test_id("next-action")).to_have_text(run["fan_in"]["next_action"])
+    await expect(page.locator("[data-testid=timeline] li.done")).to_have_count(6)
+    await expect(page.get_by_test_id("boundary")).to_have_count(len(run["heatmap"]["partitions"]) - 1)
+    await expect(page.get_by_test_id("fetched")).to_have_text(f"{run['records_fetched']:,}")
+    await dashboard.screenshot("run-detail")
+    dashboard.check_console()
+
+
+async def test_a_failed_partition_is_retried_from_the_run_page(
+    dashboard: Dashboard, keys: Keys, simulator: ThreadedSimulator, api: httpx.AsyncClient
+) -> None:
+    page = dashboard.page
+    await sim_config(simulator, latency_ms=250)
+    try:
+        started = await api.post("/runs", json={"feed": LAB, "run_type": "full"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["data"]["run_id"]
+        await dashboard.sign_in(keys.admin, f"/runs/{run_id}")
+        await expect(page.get_by_test_id("run-state")).to_have_text(re.compile("planned|ingesting"))
+        for _ in range(RUN_TIMEOUT_S * 10):  # some pages in, then the supplier refuses every query
+            if (await get_data(api, f"/runs/{run_id}"))["records_fetched"] > 0:
+                break
+            await asyncio.sleep(0.1)
+        await sim_config(simulator, graphql_error_rate=1.0, latency_ms=0)
+        await expect(page.get_by_test_id("run-state")).to_have_text("skipped", timeout=RUN_TIMEOUT_S * 1000)
+    finally:
+        await sim_config(simulator, graphql_error_rate=0.0, latency_ms=0)
+    failed = page.locator("[data-testid=partitions] tbody tr[data-status=failed]")
+    await expect(failed.first).to_be_visible()
+    await expect(failed.first.locator("td.error-text")).to_contain_text("Feed")
+    await expect(page.locator(".notice.warn")).to_contain_text("Run skipped")
+    await dashboard.screenshot("run-failed")
+
+    partition_id = await failed.first.get_attribute("data-partition")
+    assert partition_id is not None
+    await failed.first.get_by_test_id("retry-partition").click()
+    await confirm(page, f"Resume {partition_id}")
+    await expect(page.locator(".notice.ok")).to_contain_text(f"Retrying {partition_id}")
+    retried = page.locator(f"[data-testid=partitions] tbody tr[data-partition='{partition_id}']")
+    await expect(retried).to_have_attribute("data-status", "completed", timeout=RUN_TIMEOUT_S * 1000)
+
+    run = await wait_for_run(api, run_id, "skipped", "completed")
+    if run["state"] == "skipped":  # other partitions failed too: retry them all
+        await expect(page.get_by_test_id("run-state")).to_have_text("skipped")
+        await page.get_by_test_id("retry-all").click()
+        await confirm(page, "Resume every failed partition")
+    await expect(page.get_by_test_id("run-state")).to_have_text("completed", timeout=RUN_TIMEOUT_S * 1000)
+    run = await get_data(api, f"/runs/{run_id}")
+    attempts = {p["partition_id"]: p["attempts"] for p in run["partitions"]}
+    assert attempts[partition_id] == 2
+    assert run["watermark_advanced"] is True
+    await dashboard.screenshot("run-retried")
+    dashboard.check_console()
+
+
+# --- catalogue ----------------------------------------------------------------------------------
+async def test_catalogue_search_sort_load_more_and_csv_export(
+    dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any], tmp_path: Path
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, "/catalogue")
+    rows = page.locator("[data-testid=stones] tbody tr")
+    await expect(rows).to_have_count(50)
+
+    form = page.get_by_test_id("search-form")
+    await form.locator("select[name=shape]").select_option(["ROUND"])
+    await form.locator("select[name=feed]").select_option([NATURAL])
+    await form.get_by_role("button", name="Search").click()
+    await expect(page.get_by_test_id("summary")).to_contain_text("showing 50")
+    assert set(await texts(page, "[data-testid=stones] td[data-field=shape]")) == {"ROUND"}
+    expected = await get_data(api, "/diamonds", shape="ROUND", feed=NATURAL, limit=1)
+    total = (await api.get("/diamonds", params={"shape": "ROUND", "feed": NATURAL, "limit": 1})).json()["pagination"][
+        "total"
+    ]
+    assert expected
+    assert total > 50, "the test catalogue should need more than one page"
+    await expect(page.get_by_test_id("summary")).to_contain_text(f"{total:,} stones match")
+
+    await page.locator("th[data-sort=price]").click()  # ascending
+    await expect(page.locator("th[data-sort=price]")).to_have_class(re.compile("sorted-asc"))
+    await expect(rows).to_have_count(50)
+    prices = [money(t) for t in await texts(page, "[data-testid=stones] td[data-field=retail_price]")]
+    assert prices == sorted(prices)
+    await page.locator("th[data-sort=price]").click()  # descending
+    await expect(page.locator("th[data-sort=price]")).to_have_class(re.compile("sorted-desc"))
+    await expect(rows.first).not_to_have_attribute("data-id", "")
+    prices = [money(t) for t in await texts(page, "[data-testid=stones] td[data-field=retail_price]")]
+    assert prices == sorted(prices, reverse=True)
+
+    await page.get_by_test_id("load-more").click()
+    await expect(rows).to_have_count(min(100, total))
+    shown = await rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert len(set(shown)) == len(shown), "keyset paging repeats no stone"
+    await dashboard.screenshot("catalogue")
+
+    async with page.expect_download() as download_info:
+        await page.get_by_test_id("export-csv").click()
+    download = await download_info.value
+    path = tmp_path / download.suggested_filename
+    await download.save_as(path)
+    await expect(page.locator(".notice.ok")).to_contain_text(f"Exported {total:,} stones")
+    exported = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    assert len(exported) == total
+    assert {row["shape"] for row in exported} == {"ROUND"}
+    assert {row["feed"] for row in exported} == {NATURAL}
+    assert [row["id"] for row in exported[:100]] == shown, "the CSV follows the table's order"
+    csv_prices = [Decimal(row["retail_price"]) for row in exported]
+    assert csv_prices == sorted(csv_prices, reverse=True)
+    dashboard.check_console()
+
+
+# --- pricing rules ------------------------------------------------------------------------------
+async def test_pricing_rule_validation_preview_save_and_revert(
+    dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, "/pricing")
+    await expect(page.locator("[data-testid=rules] tbody tr").first).to_be_visible()
+    await page.get_by_test_id("new-rule").click()
+    editor = page.get_by_test_id("rule-editor")
+    await editor.locator("input[name=priority]").fill("5")
+    await editor.locator("input[name=description]").fill("round naturals, dashboard test")
+    await editor.locator("select[name=feed]").select_option(NATURAL)
+    await editor.locator("select[name=shapes]").select_option(["ROUND"])
+    await editor.locator("select[name=mode]").select_option("markup_multiplier")
+
+    # Checked in the page: no amount. Checked by the API: cost_min with three decimals.
+    await page.get_by_test_id("preview").click()
+    await expect(page.locator("[data-error-for=markup_multiplier]")).to_contain_text("give the markup multiplier")
+    await editor.locator("input[name=amount]").fill("1.9")
+    await editor.locator("input[name=cost_min]").fill("100.123")
+    await page.get_by_test_id("preview").click()
+    await expect(page.locator("[data-error-for=cost_min]")).to_contain_text("decimal places")
+    await expect(page.get_by_test_id("rule-panel").locator(".notice.error")).to_contain_text("Not saved")
+    await dashboard.screenshot("pricing-validation")
+    await editor.locator("input[name=cost_min]").fill("")
+
+    await page.get_by_test_id("preview").click()
+    report = page.get_by_test_id("preview-report")
+    await expect(report).to_be_visible()
+    rule = {
+        "priority": 5,
+        "description": "round naturals, dashboard test",
+        "feed": NATURAL,
+        "shapes": ["ROUND"],
+        "markup_multiplier": "1.9",
+    }
+    expected = (await api.post("/pricing/preview", json={"action": "create", "rule": rule})).json()
+    assert expected["changed"] > 0
+    await expect(page.get_by_test_id("preview-changed")).to_have_text(f"{expected['changed']:,}")
+    await expect(page.get_by_test_id("preview-stones")).to_have_text(f"{expected['stones']:,}")
+    await dashboard.screenshot("pricing-preview")
+
+    await page.get_by_test_id("save").click()
+    await expect(page.locator(".notice.ok")).to_contain_text("saved as rule version")
+    saved = [r for r in await get_data(api, "/pricing/rules") if r["description"] == rule["description"]]
+    assert len(saved) == 1
+    assert saved[0]["markup_multiplier"] == "1.9000"
+    assert saved[0]["shapes"] == ["ROUND"]
+    job_row = page.locator("[data-testid=jobs] tbody tr").first
+    await expect(job_row).to_have_attribute("data-status", "completed", timeout=60_000)
+    await expect(job_row.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "100")
+    job_id = await job_row.get_attribute("data-job")
+    job = await get_data(api, f"/pricing/jobs/{job_id}")
+    assert job["changed"] == expected["changed"]
+    await dashboard.screenshot("pricing")
+
+    await job_row.get_by_test_id("revert").click()
+    await confirm(page, f"job {job_id}")
+    await expect(page.locator(f"[data-testid=jobs] tbody tr[data-job='{job_id}'] .badge")).to_have_text("reverted")
+    revert_row = page.locator("[data-testid=jobs] tbody tr").first
+    await expect(revert_row).to_have_attribute("data-status", "completed", timeout=60_000)
+    assert not [r for r in await get_data(api, "/pricing/rules") if r["description"] == rule["description"]]
+    dashboard.check_console()
+
+
+# --- heatmap ------------------------------------------------------------------------------------
+async def test_heatmap_shows_a_runs_partitions_and_previews_a_new_scan(
+    dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, f"/heatmap?run={natural_run['run_id']}")
+    await expect(page.get_by_test_id("heat-grid")).to_be_visible()
+    run = await get_data(api, f"/runs/{natural_run['run_id']}")
+    partitions = len(run["heatmap"]["partitions"])
+    charts = page.get_by_test_id("density-chart")
+    await expect(charts).to_have_count(1)
+    await expect(charts.first.get_by_test_id("boundary")).to_have_count(partitions - 1)
+    await expect(charts.first.get_by_test_id("partition-band")).to_have_count(partitions)
+
+    form = page.get_by_test_id("preview-form")
+    await form.locator("select[name=feed]").select_option(NATURAL)
+    await form.locator("select[name=run_type]").select_option("full")
+    await form.locator("input[name=max_workers]").fill("4")
+    await form.get_by_role("button", name="Scan now").click()
+    await expect(charts).to_have_count(2)
+    preview = charts.nth(1)
+    await expect(preview.get_by_test_id("partition-band")).to_have_count(4)
+    await expect(preview.get_by_test_id("boundary")).to_have_count(3)
+    await expect(page.get_by_test_id("scan-facts").nth(1)).to_contain_text("4 partitions")
+    await dashboard.screenshot("heatmap")
+    dashboard.check_console()
+
+
+# --- dead letters and errors ----------------------------------------------------------------------
+async def test_dead_letters_are_listed_with_their_reason_and_replayed(
+    dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, server: OpusServer, settings: Settings
+) -> None:
+    pool = await open_pool(server.database_url, settings, name="dashboard-poison", min_size=1, max_size=1)
+    try:
+        bus = local_bus(settings, pool)
+        body = {"type": "WORK_ITEM", "feed": NATURAL, "offset": "not a number"}
+        await bus.send([OutgoingMessage(bus.queues.work_items, "poison-dashboard", body)])
+    finally:
+        await pool.close()
+    for _ in range(200):
+        letters = await get_data(api, "/dead-letters")
+        if any(letter["message_id"] == "poison-dashboard" for letter in letters):
+            break
+        await asyncio.sleep(0.1)
+
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, "/dead-letters")
+    row = page.locator("[data-testid=dead-letters] tbody tr[data-message='poison-dashboard']")
+    await expect(row).to_contain_text("PoisonMessage")
+    await expect(row).to_contain_text("offset")
+    await expect(page.get_by_test_id("errors")).to_be_visible()
+    await dashboard.screenshot("dead-letters")
+    await row.get_by_test_id("replay").click()
+    await confirm(page, "poison-dashboard")
+    await expect(page.locator(".notice.ok")).to_contain_text("Replayed as poison-dashboard:replay-")
+    await page.locator("input[name=include_replayed]").check()
+    await expect(row.get_by_test_id("replay-state")).to_contain_text("replayed")
+    letters = await get_data(api, "/dead-letters", include_replayed="true")
+    assert [letter["replayed_at"] is not None for letter in letters if letter["message_id"] == "poison-dashboard"] == [
+        True
+    ]
+    dashboard.check_console()
+
+
+# --- overview -----------------------------------------------------------------------------------
+async def test_overview_shows_the_catalogue_runs_watermarks_and_alerts(
+    dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, "/overview")
+    inventory = (await api.get("/analytics/inventory", params={"feed": NATURAL})).json()
+    natural = page.locator(f"[data-testid=catalogue-by-feed] tr[data-feed='{NATURAL}']")
+    await expect(natural).to_contain_text(f"{inventory['by_availability']['available']:,}")
+    total = 0
+    for feed in (NATURAL, LAB):
+        total += int((await api.get("/analytics/inventory", params={"feed": feed})).json()["total"])
+    await expect(page.get_by_test_id("card-live")).to_contain_text(f"{total:,}")
+    await expect(page.get_by_test_id("catalogue-total")).to_have_text(f"{total:,}")
+    feed_row = page.locator(f"[data-testid=feeds] tr[data-feed='{NATURAL}']")
+    last = (await get_data(api, "/runs", feed=NATURAL, status="completed", limit=1))[0]
+    await expect(feed_row).to_contain_text(last["run_id"][:8])
+    marks = {m["feed"]: m for m in await get_data(api, "/watermarks")}
+    await expect(feed_row.get_by_test_id("watermark")).to_have_attribute("title", marks[NATURAL]["last_updated_at"])
+    runs_7d = await get_data(api, "/analytics/runs", days=7, limit=1000)
+    await expect(page.get_by_test_id("card-runs")).to_contain_text(str(len(runs_7d)))
+    await expect(page.get_by_test_id("bar-chart")).to_be_visible()
+    await expect(page.get_by_test_id("alerts")).to_be_visible()
+    await dashboard.screenshot("overview")
+    dashboard.check_console()
+
+
+def test_every_page_left_a_screenshot() -> None:
+    """Runs last in this module: the artifacts the issue asks for exist."""
+    wanted = {"sign-in", "overview", "runs", "run-detail", "heatmap", "catalogue", "pricing", "dead-letters"}
+    assert wanted <= {path.stem for path in ARTIFACTS.glob("*.png")}
