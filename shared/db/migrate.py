@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,19 @@ class Migration:
         return f"{self.version:04d}_{self.name}.sql"
 
 
+@lru_cache(maxsize=1)
+def _packaged_files() -> tuple[tuple[str, str], ...]:
+    # The installed migrations do not change while a process runs; /api/health reads them often.
+    return tuple(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in resources.files(MIGRATIONS_PACKAGE).iterdir()
+        if entry.name.endswith(".sql")
+    )
+
+
 def load_migrations(directory: Path | None = None) -> list[Migration]:
     if directory is None:
-        files = [
-            (entry.name, entry.read_text(encoding="utf-8"))
-            for entry in resources.files(MIGRATIONS_PACKAGE).iterdir()
-            if entry.name.endswith(".sql")
-        ]
+        files = list(_packaged_files())
     else:
         files = [(path.name, path.read_text(encoding="utf-8")) for path in directory.glob("*.sql")]
     migrations = []
