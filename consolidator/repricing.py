@@ -263,3 +263,13 @@ async def stalled_jobs(conn: Conn, stall_seconds: int) -> list[int]:
         (stall_seconds, stall_seconds),
     )
     return [int(row[0]) for row in await cur.fetchall()]
+
+
+async def resume_stalled_jobs(pool: Pool, stall_seconds: int = 120) -> list[int]:
+    """Finish jobs whose runner died (a restarted host, a recycled Functions instance)."""
+    async with pool.connection() as conn:
+        job_ids = await stalled_jobs(conn, stall_seconds)
+    for job_id in job_ids:
+        log.warning("resuming stalled repricing job %s", job_id)
+        await run_job(pool, job_id)
+    return job_ids

@@ -24,6 +24,7 @@ import uvicorn
 from api.app import create_app
 from api.keys import ensure_local_admin_key
 from consolidator.handler import handle_consolidate
+from consolidator.repricing import resume_stalled_jobs
 from fanin.handler import handle_work_done
 from fanin.service import sweep
 from feedsim.embed import SimulatorProcess, start_process
@@ -208,6 +209,7 @@ async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator
         background = [
             *consumers,
             _every(SWEEP_EVERY_S, stop, lambda: sweep(container), "sweep"),
+            _every(SWEEP_EVERY_S, stop, lambda: resume_stalled_jobs(container.pool), "repricing jobs"),
             _every(ALERTS_EVERY_S, stop, lambda: deliver_pending(container.pool, webhook, http), "alerts"),
             _every(DEAD_LETTER_EVERY_S, stop, bus.dead_letter_exhausted, "dead-letter sweep"),
             _every(HOUSEKEEPING_EVERY_S, stop, bus.purge_expired_ids, "housekeeping"),

@@ -11,6 +11,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import httpx
 
+from consolidator.repricing import resume_stalled_jobs
 from shared import observability
 from shared.alerts import deliver_pending
 from shared.bus.inbound import record_dead_letter
@@ -55,7 +56,8 @@ _dead_letter_function("deadletters_consolidate", _settings.queue_consolidate)
 @bp.function_name("alerts_deliver")
 @bp.timer_trigger(arg_name="timer", schedule=ALERTS_SCHEDULE, run_on_startup=False, use_monitor=False)
 async def alerts_deliver(timer: func.TimerRequest) -> None:
-    """Deliver recorded alerts to ALERT_WEBHOOK_URL (the local host's alert loop)."""
+    """Deliver recorded alerts to ALERT_WEBHOOK_URL (the local host's alert loop), and finish
+    repricing jobs whose API instance was recycled mid-job."""
     container = await runtime.get()
     http = _http.get("client")
     if http is None:
@@ -63,3 +65,4 @@ async def alerts_deliver(timer: func.TimerRequest) -> None:
     webhook = str(container.settings.alert_webhook_url) if container.settings.alert_webhook_url else None
     with observability.invocation("alerts_deliver"):
         await deliver_pending(container.pool, webhook, http)
+        await resume_stalled_jobs(container.pool)
