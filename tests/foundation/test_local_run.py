@@ -68,7 +68,11 @@ def test_run_serves_health_and_ctrl_c_leaves_no_postgres_behind(tmp_path: Path) 
     for attempt in range(2):  # the second start reuses the data directory
         proc = _start(env)
         try:
-            body = wait_for(lambda: _health(port), timeout=60, what="/api/health to answer 200")
+            try:
+                body = wait_for(lambda: _health(port), timeout=120, what="/api/health to answer 200")
+            except AssertionError:
+                proc.kill()
+                raise AssertionError(f"opus run did not serve /api/health:\n{proc.communicate()[0]}") from None
             assert body["status"] == "ok"
             assert body["database"] == "ok"
             assert body["migrations"] == "current"
