@@ -2,7 +2,7 @@
 // A page module exports `title` and `render(root, context)`, which may return a cleanup function
 // (stopping its polling) that runs when the page is left.
 
-import { forgetKey, get, storedKey } from "./api.js";
+import { forgetKey, get, openapi, storedKey } from "./api.js";
 import { errorNotice, fill, h } from "./dom.js";
 import { match, navigate, parseHash } from "./router.js";
 import * as catalogue from "./pages/catalogue.js";
@@ -95,6 +95,9 @@ async function start() {
     return;
   }
   showSignedIn(true);
+  // The catalogue and pricing forms are built from the API's description: fetch it once, early,
+  // so opening those pages costs one round trip only (a failure is reported where it is used).
+  openapi().catch(() => {});
   await render();
 }
 

@@ -85,15 +85,26 @@ function formParameters(form) {
   return params;
 }
 
-export async function render(root, { query }) {
-  const spec = await searchParameters();
-  const initial = (name) => query.getAll(name).flatMap((v) => v.split(",")).filter(Boolean);
-  const byName = (name) => spec.lists.find((l) => l.name === name) ?? spec.ranges.find((r) => r.name === name) ?? spec.flags.find((f) => f.name === name);
-  const field = (item) => (spec.lists.includes(item) ? listField(item, initial(item.name)) : spec.ranges.includes(item) ? rangeField(item, query) : flagField(item, query.get(item.name)));
-  const primary = PRIMARY.map(byName).filter(Boolean);
-  const secondary = [...spec.lists, ...spec.ranges, ...spec.flags].filter((item) => !primary.includes(item));
+/** The search a URL asks for (`#/catalogue?shape=ROUND&sort=price`), as API parameters. */
+function queryParameters(query) {
+  const params = {};
+  for (const [name, value] of query) {
+    if (name !== "sort" && name !== "order") params[name] = [...(params[name] ?? []), value];
+  }
+  return params;
+}
 
-  const state = { sort: query.get("sort") ?? "created_at", order: query.get("order") ?? "desc", params: {}, cursor: null, rows: [], total: null, estimated: false };
+export async function render(root, { query }) {
+  const state = {
+    sort: query.get("sort") ?? "created_at",
+    order: query.get("order") ?? "desc",
+    params: queryParameters(query),
+    cursor: null,
+    rows: [],
+    total: null,
+    estimated: false,
+    form: null,
+  };
   const status = h("div");
   const summary = h("p", { class: "muted", "data-testid": "summary" });
   const thead = h("thead");
@@ -101,33 +112,16 @@ export async function render(root, { query }) {
   const more = h("button", { type: "button", "data-testid": "load-more", hidden: true, onclick: () => busy(more, status, () => page(true)) }, "Load more");
   const exportButton = h("button", { type: "button", "data-testid": "export-csv", onclick: () => busy(exportButton, status, exportCsv) }, "Export CSV");
   const results = h("div", { "data-testid": "results" });
-  const sortSelect = h("select", {}, spec.sortKeys.map((k) => h("option", { value: k, selected: k === state.sort }, k.replaceAll("_", " "))));
-  const orderSelect = h("select", {}, ["desc", "asc"].map((o) => h("option", { value: o, selected: o === state.order }, o === "asc" ? "ascending" : "descending")));
-
-  const form = h(
-    "form",
-    { class: "filters", "data-testid": "search-form", onsubmit: (event) => {
-      event.preventDefault();
-      state.sort = sortSelect.value;
-      state.order = orderSelect.value;
-      search();
-    } },
-    primary.map(field),
-    h("label", {}, "sort by", sortSelect),
-    h("label", {}, "order", orderSelect),
-    h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, "Search"), h("button", { type: "reset" }, "Clear")),
-    h("details", { class: "more" }, h("summary", {}, "More filters"), h("div", { class: "filters" }, secondary.map(field))),
-  );
+  const formSlot = h("section", { class: "panel" }, h("p", { class: "muted" }, "Loading the search form…"));
 
   function header() {
     fill(thead, h("tr", {}, COLUMNS.map(([name, heading, key]) => {
-      if (!key || !spec.sortKeys.includes(key)) return h("th", { class: NUMERIC.has(name) ? "num" : "" }, heading);
+      const numeric = NUMERIC.has(name) ? " num" : "";
+      if (!key) return h("th", { class: numeric }, heading);
       const sorted = key === state.sort ? ` sorted-${state.order}` : "";
-      return h("th", { class: `sortable${sorted}${NUMERIC.has(name) ? " num" : ""}`, "data-sort": key, title: `sort by ${key}`, onclick: () => {
+      return h("th", { class: `sortable${sorted}${numeric}`, "data-sort": key, title: `sort by ${key}`, onclick: () => {
         state.order = key === state.sort && state.order === "asc" ? "desc" : "asc";
         state.sort = key;
-        sortSelect.value = key;
-        orderSelect.value = state.order;
         search();
       } }, heading);
     })));
@@ -155,11 +149,15 @@ export async function render(root, { query }) {
     summary.textContent = `${total}showing ${fmt.int(state.rows.length)}`;
     // How long the page took in the browser (request, parsing, rendering): the load test reads it.
     results.dataset.pageMs = String(Math.round(performance.now() - started));
-    results.dataset.rows = String(state.rows.length);
   }
 
+  /** A new search from the form (once it is built) and the current sort; the URL follows it. */
   async function search() {
-    state.params = formParameters(form);
+    if (state.form) {
+      state.params = formParameters(state.form.element);
+      state.form.sortSelect.value = state.sort;
+      state.form.orderSelect.value = state.order;
+    }
     state.cursor = null;
     replaceQuery([...Object.entries(state.params).map(([k, v]) => [k, Array.isArray(v) ? v.join(",") : v]), ["sort", state.sort], ["order", state.order]]);
     header();
@@ -191,16 +189,50 @@ export async function render(root, { query }) {
       : `Exported ${fmt.int(rows.length)} stones.`));
   }
 
-  form.addEventListener("reset", () => setTimeout(search));
+  /** The filter form, built from the API's declared search parameters. */
+  function buildForm(spec) {
+    const initial = (name) => query.getAll(name).flatMap((v) => v.split(",")).filter(Boolean);
+    const byName = (name) => spec.lists.find((l) => l.name === name) ?? spec.ranges.find((r) => r.name === name) ?? spec.flags.find((f) => f.name === name);
+    const field = (item) => (spec.lists.includes(item) ? listField(item, initial(item.name)) : spec.ranges.includes(item) ? rangeField(item, query) : flagField(item, query.get(item.name)));
+    const primary = PRIMARY.map(byName).filter(Boolean);
+    const secondary = [...spec.lists, ...spec.ranges, ...spec.flags].filter((item) => !primary.includes(item));
+    const sortSelect = h("select", {}, spec.sortKeys.map((k) => h("option", { value: k, selected: k === state.sort }, k.replaceAll("_", " "))));
+    const orderSelect = h("select", {}, ["desc", "asc"].map((o) => h("option", { value: o, selected: o === state.order }, o === "asc" ? "ascending" : "descending")));
+    const element = h(
+      "form",
+      { class: "filters", "data-testid": "search-form", onsubmit: (event) => {
+        event.preventDefault();
+        state.sort = sortSelect.value;
+        state.order = orderSelect.value;
+        search();
+      } },
+      primary.map(field),
+      h("label", {}, "sort by", sortSelect),
+      h("label", {}, "order", orderSelect),
+      h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, "Search"), h("button", { type: "reset" }, "Clear")),
+      h("details", { class: "more" }, h("summary", {}, "More filters"), h("div", { class: "filters" }, secondary.map(field))),
+    );
+    element.addEventListener("reset", () => setTimeout(search));
+    return { element, sortSelect, orderSelect };
+  }
+
   fill(
     root,
     h("h1", {}, "Catalogue"),
-    h("section", { class: "panel" }, form),
+    formSlot,
     status,
     h("div", { class: "row spread" }, summary, exportButton),
     h("div", { class: "table-wrap" }, h("table", { "data-testid": "stones" }, thead, tbody)),
     h("div", { class: "row", style: { marginTop: ".6rem" } }, more),
     results,
   );
-  await search();
+  // The first page does not wait for the form: its parameters come from the URL.
+  const firstPage = search();
+  try {
+    state.form = buildForm(await searchParameters());
+    fill(formSlot, state.form.element);
+  } catch (error) {
+    fill(formSlot, errorNotice(error));
+  }
+  await firstPage;
 }

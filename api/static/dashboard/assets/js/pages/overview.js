@@ -4,12 +4,12 @@
 import { get } from "../api.js";
 import { stackedBars } from "../chart.js";
 import { badge, card, errorNotice, fill, fmt, h, poll, secondsBetween } from "../dom.js";
+import { ACTIVE } from "../run-figures.js";
 
 export const title = "Overview";
 const REFRESH_MS = 10_000;
 const AVAILABILITIES = ["available", "on_hold", "sold", "unavailable"];
 const STATUS_COLOURS = { completed: "#1f8a4c", failed: "#c53030", skipped: "#b7791f", cancelled: "#8a94a6", active: "#2b6cb0" };
-const ACTIVE = new Set(["planned", "ingesting", "consolidating"]);
 
 async function load() {
   const { data: watermarks } = await get("/watermarks");

@@ -4,9 +4,9 @@
 import { get, post } from "../api.js";
 import { densityChart, dollarsShort } from "../chart.js";
 import { badge, busy, card, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween } from "../dom.js";
+import { ACTIVE, throughput } from "../run-figures.js";
 
 export const title = "Run";
-const ACTIVE = new Set(["planned", "ingesting", "consolidating"]);
 const LIVE_MS = 1000;
 const IDLE_MS = 10_000;
 const RETRYABLE = new Set(["ingesting", "skipped", "failed"]);
@@ -123,7 +123,7 @@ export function render(root, { params, session }) {
   async function load() {
     const { data: run } = await get(`/runs/${runId}`);
     const now = Date.now();
-    const rate = lastFetched && run.status === "ingesting" ? ((run.records_fetched - lastFetched.records) * 1000) / (now - lastFetched.at) : null;
+    const rate = throughput(run, lastFetched, now);
     lastFetched = { records: run.records_fetched, at: now };
     status.replaceChildren();
     const banner = ["failed", "skipped", "stalled", "cancelled"].includes(run.state)
@@ -142,7 +142,7 @@ export function render(root, { params, session }) {
           h("div", { class: "value", "data-testid": "fetched" }, fmt.int(run.records_fetched)), progress(run.records_fetched, run.estimated_records),
           h("div", { class: "progress-label" }, `of ~${fmt.int(run.estimated_records)} estimated`)),
         card("partitions", `${run.completed_partitions}/${run.expected_partitions}${run.failed_partitions ? ` (${run.failed_partitions} failed)` : ""}`, "partition-counts"),
-        card("throughput", rate === null ? "–" : `${fmt.int(Math.round(rate))}/s`),
+        card("throughput", rate === null ? "–" : `${fmt.int(Math.round(rate))} stones/s`, "throughput"),
         card("consolidated", fmt.int(run.consolidation_processed)),
         card("inserted / updated", `${fmt.int(run.diamonds_inserted)} / ${fmt.int(run.diamonds_updated)}`),
         card("unchanged / deleted", `${fmt.int(run.diamonds_unchanged)} / ${fmt.int(run.diamonds_deleted)}`),

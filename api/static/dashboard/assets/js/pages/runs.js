@@ -3,9 +3,9 @@
 import { get, post } from "../api.js";
 import { badge, busy, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween } from "../dom.js";
 import { replaceQuery } from "../router.js";
+import { ACTIVE, finishedAt, throughput } from "../run-figures.js";
 
 export const title = "Runs";
-const ACTIVE = new Set(["planned", "ingesting", "consolidating"]);
 const LIVE_MS = 1500;
 const IDLE_MS = 10_000;
 const FEEDS = ["nivoda-natural", "nivoda-labgrown"];
@@ -13,16 +13,6 @@ const STATES = ["active", "planned", "ingesting", "consolidating", "completed", 
 
 const select = (name, label, options, value) =>
   h("label", {}, label, h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o, selected: o === value }, o))));
-
-/** Records per second: measured between two polls while the run fetches, else the run's average. */
-function throughput(run, previous, now) {
-  if (run.status === "ingesting" && previous && now > previous.at) {
-    return ((run.records_fetched - previous.records) * 1000) / (now - previous.at);
-  }
-  const end = run.ingestion_completed_at ?? (ACTIVE.has(run.status) ? null : run.completed_at);
-  const seconds = secondsBetween(run.started_at, end);
-  return seconds > 0 && run.records_fetched ? run.records_fetched / seconds : null;
-}
 
 function startForm(onStarted) {
   const result = h("div");
@@ -78,7 +68,6 @@ export function render(root, { query, session }) {
       data.map((run) => {
         const rate = throughput(run, previous.get(run.run_id), now);
         previous.set(run.run_id, { records: run.records_fetched, at: now });
-        const finished = run.completed_at ?? (ACTIVE.has(run.state) ? null : run.consolidation_completed_at ?? run.last_progress_at);
         return h(
           "tr",
           { "data-run": run.run_id, "data-state": run.state },
@@ -87,7 +76,7 @@ export function render(root, { query, session }) {
           h("td", {}, run.run_type),
           h("td", { "data-testid": "state" }, badge(run.state)),
           h("td", { class: "nowrap", title: run.started_at }, fmt.ago(run.started_at)),
-          h("td", { class: "nowrap" }, fmt.duration(secondsBetween(run.started_at, finished))),
+          h("td", { class: "nowrap" }, fmt.duration(secondsBetween(run.started_at, finishedAt(run)))),
           h("td", {}, progress(run.records_fetched, run.estimated_records, { bad: run.failed_partitions > 0 }),
             h("div", { class: "progress-label", "data-testid": "progress" }, `${fmt.int(run.records_fetched)} of ~${fmt.int(run.estimated_records)} stones · `,
               `${run.completed_partitions}/${run.expected_partitions} partitions`, run.failed_partitions ? `, ${run.failed_partitions} failed` : "")),
