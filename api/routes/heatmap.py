@@ -35,7 +35,8 @@ FeedName = Literal["nivoda-natural", "nivoda-labgrown"]
 class ScanRequest(BaseModel):
     """Fields left out take the values a scheduled run would use (the settings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `false` is not a number of partitions.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     feed: FeedName
     run_type: Literal["full", "incremental"] | None = Field(
