@@ -208,8 +208,15 @@ async def test_a_run_started_from_the_dashboard_progresses_live_to_completion(
     assert re.fullmatch(r"[\d,]+/s", await row.get_by_test_id("throughput").inner_text())
     await dashboard.screenshot("runs")
 
+    filters = page.locator("section form.filters")
+    await filters.locator("select[name=status]").select_option("cancelled")
+    await expect(page.get_by_test_id("runs")).to_contain_text("No runs match.")
+    assert page.url.endswith("#/runs?status=cancelled")
+    await filters.locator("select[name=status]").select_option("completed")
+    await expect(page.locator(f"[data-testid=runs] tr[data-run='{run_id}']")).to_be_visible()
+
     # The run's detail: partition grid, fan-in, timeline and its density scan.
-    await row.locator("a").click()
+    await page.locator(f"[data-testid=runs] tr[data-run='{run_id}'] a").click()
     await expect(page.get_by_test_id("run-state")).to_have_text("completed")
     cells = page.locator("[data-testid=partition-grid] .cell")
     await expect(cells).to_have_count(run["expected_partitions"])
@@ -330,8 +337,34 @@ async def test_pricing_rule_validation_preview_save_and_revert(
     page = dashboard.page
     await dashboard.sign_in(keys.admin, "/pricing")
     await expect(page.locator("[data-testid=rules] tbody tr").first).to_be_visible()
-    await page.get_by_test_id("new-rule").click()
+    # Editing fills the form with the rule; previewing a change saves nothing.
+    rules = await get_data(api, "/pricing/rules")
+    first = rules[0]
+    row = page.locator(f"[data-testid=rules] tr[data-rule='{first['id']}']")
+    await row.get_by_test_id("edit").click()
     editor = page.get_by_test_id("rule-editor")
+    await expect(editor.locator("input[name=priority]")).to_have_value(str(first["priority"]))
+    await expect(editor.locator("input[name=amount]")).to_have_value(first["margin_modifier"])
+    await editor.locator("input[name=amount]").fill("20")
+    await page.get_by_test_id("preview").click()
+    update = {k: first[k] for k in ("priority", "description", "feed", "stone_type", "cost_min", "cost_max")}
+    changed = (
+        await api.post(
+            "/pricing/preview",
+            json={"action": "update", "rule_id": first["id"], "rule": {**update, "margin_modifier": "20"}},
+        )
+    ).json()["changed"]
+    await expect(page.get_by_test_id("preview-changed")).to_have_text(f"{changed:,}")
+    # Deactivating asks first, with the impact; cancelling changes nothing.
+    await row.get_by_test_id("deactivate").click()
+    dialog = page.get_by_test_id("confirm")
+    await expect(dialog).to_contain_text(f"Deactivate rule {first['id']}")
+    await expect(dialog).to_contain_text("live stones would change price")
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(dialog).to_have_count(0)
+    assert await get_data(api, "/pricing/rules") == rules
+
+    await page.get_by_test_id("new-rule").click()
     await editor.locator("input[name=priority]").fill("5")
     await editor.locator("input[name=description]").fill("round naturals, dashboard test")
     await editor.locator("select[name=feed]").select_option(NATURAL)
