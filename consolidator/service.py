@@ -34,7 +34,7 @@ from shared.error_records import ErrorRecord, record_errors
 from shared.feed.variants import VARIANTS
 from shared.logs import log_context
 from shared.messages import Consolidate
-from shared.raw_store import to_raw_items, upsert_raw
+from shared.raw_store import forget_seen, to_raw_items, upsert_raw
 from shared.runs import Conn, RunRecord, load_run, partition_counts
 from shared.watermark_blob import mirror_watermark
 
@@ -235,6 +235,8 @@ async def finalise(
         stats.add(more.processed, more.errors, more.merged)
         if more.processed == 0:
             await asyncio.sleep(0.2)
+    async with container.pool.connection() as conn:
+        await forget_seen(conn, [run.run_id])
     log.info("run completed: %d deleted, watermark %s", deleted, "advanced" if advance else "unchanged")
     if advance:
         await mirror_watermark(container.settings, run.feed, run.updated_to, run.run_id, container.clock.now())

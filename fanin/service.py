@@ -18,6 +18,7 @@ from shared.bootstrap import Container
 from shared.bus.port import publish
 from shared.logs import log_context
 from shared.messages import Consolidate
+from shared.raw_store import forget_seen
 from shared.runs import RunRecord, load_run, run_snapshot
 from shared.settings import Settings
 
@@ -128,8 +129,9 @@ async def _close_run(container: Container, run: RunRecord, decision: Decision) -
 
 
 async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
-    """Evaluate every ingesting run (catches stalls and due auto-consolidations) and resend
-    consolidation requests that were recorded but never picked up."""
+    """Evaluate every ingesting run (catches stalls and due auto-consolidations), resend
+    consolidation requests that were recorded but never picked up, and drop the seen-sets of
+    finished runs."""
     async with container.pool.connection() as conn:
         cur = await conn.execute("SELECT run_id FROM run_metadata WHERE status = 'ingesting' ORDER BY started_at")
         ingesting = [row[0] for row in await cur.fetchall()]
@@ -139,6 +141,15 @@ async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
                  AND consolidation_requested_at < now() - interval '2 minutes'"""
         )
         unclaimed = [row[0] for row in await cur.fetchall()]
+        # A skipped or failed run may still be retried, so its set is kept for a day.
+        cur = await conn.execute(
+            """SELECT run_id FROM run_metadata r
+               WHERE (status = 'completed' OR completed_at < now() - interval '1 day')
+                 AND EXISTS (SELECT 1 FROM run_seen_stones s WHERE s.run_id = r.run_id)"""
+        )
+        finished = [row[0] for row in await cur.fetchall()]
+        if finished:
+            await forget_seen(conn, finished)
     results = [(run_id, await evaluate_run(container, run_id)) for run_id in ingesting]
     for run_id in unclaimed:
         async with container.pool.connection() as conn:

@@ -105,3 +105,9 @@ async def seen_ids(conn: Conn, run_id: UUID, candidates: Sequence[str]) -> set[s
         (run_id, list(candidates)),
     )
     return {row[0] for row in await cur.fetchall()}
+
+
+async def forget_seen(conn: Conn, run_ids: Sequence[UUID]) -> int:
+    """Drop the seen-sets of finished runs (only a full run's own soft delete reads its set)."""
+    cur = await conn.execute("DELETE FROM run_seen_stones WHERE run_id = ANY(%s)", (list(run_ids),))
+    return cur.rowcount
