@@ -276,6 +276,61 @@ async def test_a_failed_partition_is_retried_from_the_run_page(
     dashboard.check_console()
 
 
+async def start_and_fail(api: httpx.AsyncClient, simulator: ThreadedSimulator, feed: str) -> str:
+    """Start a run, let some pages in, then have the supplier refuse every query until it is skipped."""
+    await sim_config(simulator, latency_ms=250)
+    try:
+        started = await api.post("/runs", json={"feed": feed, "run_type": "full"})
+        assert started.status_code == 202, started.text
+        run_id: str = started.json()["data"]["run_id"]
+        for _ in range(RUN_TIMEOUT_S * 10):
+            if (await get_data(api, f"/runs/{run_id}"))["records_fetched"] > 0:
+                break
+            await asyncio.sleep(0.1)
+        await sim_config(simulator, graphql_error_rate=1.0, latency_ms=0)
+        await wait_for_run(api, run_id, "skipped")
+    finally:
+        await sim_config(simulator, graphql_error_rate=0.0, latency_ms=0)
+    return run_id
+
+
+async def test_force_consolidation_and_cancel_from_the_run_page(
+    dashboard: Dashboard, keys: Keys, simulator: ThreadedSimulator, api: httpx.AsyncClient
+) -> None:
+    page = dashboard.page
+    run_id = await start_and_fail(api, simulator, LAB)
+    await dashboard.sign_in(keys.admin, f"/runs/{run_id}")
+    await expect(page.get_by_test_id("run-state")).to_have_text("skipped")
+    await expect(page.get_by_test_id("cancel")).to_be_disabled()
+    await page.get_by_test_id("force").click()
+    await confirm(page, "the watermark does not advance")
+    await expect(page.get_by_test_id("run-state")).to_have_text("completed", timeout=RUN_TIMEOUT_S * 1000)
+    await expect(page.locator(".notice.info")).to_contain_text("consolidation forced by api:dashboard-admin")
+    run = await get_data(api, f"/runs/{run_id}")
+    assert run["forced"] is True
+    assert run["watermark_advanced"] is False
+    assert run["consolidation_completed_at"] is not None
+
+    await sim_config(simulator, latency_ms=300)
+    try:
+        started = await api.post("/runs", json={"feed": NATURAL, "run_type": "full"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["data"]["run_id"]
+        await dashboard.open(f"/runs/{run_id}")
+        await expect(page.get_by_test_id("run-state")).to_have_text("ingesting")
+        await page.get_by_test_id("cancel").click()
+        await confirm(page, "Cancel this run?")
+        await expect(page.get_by_test_id("run-state")).to_have_text("cancelled")
+    finally:
+        await sim_config(simulator, latency_ms=0)
+    await expect(page.locator(".notice.info").first).to_contain_text("cancelled from the dashboard by dashboard-admin")
+    for action in ("retry-all", "force", "cancel"):
+        await expect(page.get_by_test_id(action)).to_be_disabled()
+    assert (await get_data(api, f"/runs/{run_id}"))["status"] == "cancelled"
+    await dashboard.screenshot("run-cancelled")
+    dashboard.check_console()
+
+
 # --- catalogue ----------------------------------------------------------------------------------
 async def test_catalogue_search_sort_load_more_and_csv_export(
     dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any], tmp_path: Path

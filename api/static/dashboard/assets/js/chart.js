@@ -101,7 +101,7 @@ export function densityChart(scan, { width = 960, height = 300 } = {}) {
     svg("line", { class: "axis", x1: x0, x2: x1, y1: baseline, y2: baseline }),
     logTicks(low, high).map((value) => [
       svg("line", { class: "axis", x1: x(value), x2: x(value), y1: baseline, y2: baseline + 4 }),
-      svg("text", { x: x(value), y: baseline + 16, "text-anchor": "middle" }, dollarsShort(value)),
+      svg("text", { x: x(value), y: baseline + 16, "text-anchor": x(value) > x1 - 24 ? "end" : "middle" }, dollarsShort(value)),
     ]),
     svg("text", { x: x1, y: height - 2, "text-anchor": "end" }, openTop ? "price per carat (log scale; last range open-ended)" : "price per carat (log scale)"),
   );
