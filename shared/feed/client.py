@@ -29,6 +29,7 @@ from shared.feed.errors import FeedAuthError, FeedQueryError, FeedTransientError
 from shared.feed.query import CREATED_AT_ASC, DiamondQuery, Order
 from shared.feed.ratelimit import RateLimiter
 from shared.feed.responses import TokenRejected, TransientFailure, interpret
+from shared.feed.transport import feed_http_client
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,7 @@ class NivodaClient:
         # Whole-exchange deadline: httpx's read timeout applies per chunk, not to the response.
         self._deadline_s = connect_timeout_s + request_timeout_s
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=self._timeout,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0),
-        )
+        self._http = http or feed_http_client(self._timeout)
         self._max_retries = max_retries
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
