@@ -120,8 +120,8 @@ async def change_payloads(url: str, share: float) -> int:
                ), changed AS (
                    UPDATE raw_diamonds_nivoda r
                    SET payload = jsonb_set(r.payload::jsonb, '{price}',
-                                           to_jsonb((r.payload->>'price')::bigint + 100))::json,
-                       payload_hash = sha256(convert_to(r.payload::text || 'changed', 'UTF8'))
+                                           to_jsonb((r.payload::jsonb->>'price')::bigint + 100))::text,
+                       payload_hash = sha256(convert_to(r.payload || 'changed', 'UTF8'))
                    FROM picked p WHERE r.feed = %s AND r.supplier_stone_id = p.supplier_stone_id
                    RETURNING r.supplier_stone_id
                )
@@ -139,7 +139,7 @@ async def baseline(url: str, count: int) -> float:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         rules = await latest_ruleset(conn)
         cur = await conn.execute(
-            "SELECT payload::text FROM raw_diamonds_nivoda WHERE feed = %s LIMIT %s", (FEED, count)
+            "SELECT payload FROM raw_diamonds_nivoda WHERE feed = %s LIMIT %s", (FEED, count)
         )
         import orjson
 

@@ -69,7 +69,7 @@ WITH claimed AS (
     ))
     RETURNING supplier_stone_id, run_id
 )
-SELECT r.supplier_stone_id, r.payload::text, c.run_id
+SELECT r.supplier_stone_id, r.payload, c.run_id
 FROM claimed c JOIN raw_diamonds_nivoda r ON r.feed = %(feed)s AND r.supplier_stone_id = c.supplier_stone_id
 """
 

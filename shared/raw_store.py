@@ -61,7 +61,7 @@ WITH page AS (
         AS t(sid, offer, payload, hash)
 ), changed AS (
     INSERT INTO raw_diamonds_nivoda AS r (feed, supplier_stone_id, offer_id, payload, payload_hash, run_id)
-    SELECT %(feed)s, sid, offer, payload::json, hash, %(run)s FROM page
+    SELECT %(feed)s, sid, offer, payload, hash, %(run)s FROM page
     ON CONFLICT (feed, supplier_stone_id) DO UPDATE
         SET offer_id = EXCLUDED.offer_id, payload = EXCLUDED.payload, payload_hash = EXCLUDED.payload_hash,
             run_id = EXCLUDED.run_id, updated_at = now()
