@@ -138,9 +138,7 @@ async def baseline(url: str, count: int) -> float:
 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         rules = await latest_ruleset(conn)
-        cur = await conn.execute(
-            "SELECT payload FROM raw_diamonds_nivoda WHERE feed = %s LIMIT %s", (FEED, count)
-        )
+        cur = await conn.execute("SELECT payload FROM raw_diamonds_nivoda WHERE feed = %s LIMIT %s", (FEED, count))
         import orjson
 
         mapped = [map_item(orjson.loads(row[0]), feed=FEED, labgrown=False) for row in await cur.fetchall()]
