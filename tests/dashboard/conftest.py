@@ -34,8 +34,6 @@ def chromium() -> Path:
 async def browser(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
     """One headless Chromium with a fresh profile; each test opens its own page (its own session storage)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):  # what is there afterwards is this session's
-        old.unlink()
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(

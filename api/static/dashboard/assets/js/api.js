@@ -3,6 +3,8 @@
 
 const KEY_STORAGE = "opus.apiKey";
 export const API_ROOT = "/api/v2";
+/** The feed variants the API accepts (its OpenAPI `FeedName`). */
+export const FEEDS = ["nivoda-natural", "nivoda-labgrown"];
 
 export class ApiError extends Error {
   constructor(status, code, message, details = null) {

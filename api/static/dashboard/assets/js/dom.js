@@ -60,6 +60,16 @@ export const fmt = {
 export const secondsBetween = (from, to) => (new Date(to ?? Date.now()) - new Date(from)) / 1000;
 
 // --- pieces -----------------------------------------------------------------------------------
+/**
+ * A labelled <select>: `options` are values or [value, text] pairs; `any` adds an empty first
+ * option with that text (the filter left out).
+ */
+export function choice(name, label, options, { value = "", any = null } = {}) {
+  const pairs = options.map((o) => (Array.isArray(o) ? o : [o, o]));
+  if (any !== null) pairs.unshift(["", any]);
+  return h("label", {}, label, h("select", { name }, pairs.map(([v, text]) => h("option", { value: v, selected: v === value }, text))));
+}
+
 export const badge = (state) => h("span", { class: `badge ${state}` }, state.replace("_", " "));
 
 export function progress(done, total, { bad = false } = {}) {

@@ -3,6 +3,10 @@
 import { secondsBetween } from "./dom.js";
 
 export const ACTIVE = new Set(["planned", "ingesting", "consolidating"]);
+/** What GET /runs?status= accepts: the lifecycle states, "stalled" and "active". */
+export const STATE_FILTERS = ["active", "planned", "ingesting", "consolidating", "completed", "skipped", "failed", "cancelled", "stalled"];
+/** The run type choice; empty lets the API choose from the watermark, as a scheduled run does. */
+export const RUN_TYPES = [["", "from the watermark"], ["full", "full"], ["incremental", "incremental"]];
 
 /**
  * Stones fetched per second: between two readings while the run fetches (`previous` =

@@ -1,12 +1,11 @@
 // Dead letters (messages that kept failing, with their reasons; replay for admins) and the
 // recorded errors (unmappable items, failed pages...) with filters.
 
-import { get, post } from "../api.js";
-import { badge, busy, confirmAction, errorNotice, fill, fmt, h, notice } from "../dom.js";
+import { FEEDS, get, post } from "../api.js";
+import { badge, busy, choice, confirmAction, errorNotice, fill, fmt, h, notice } from "../dom.js";
 
 export const title = "Dead letters & errors";
 const SOURCES = ["scheduler", "worker", "consolidator", "fanin", "api", "bus"];
-const FEEDS = ["nivoda-natural", "nivoda-labgrown"];
 
 const json = (value) => h("details", {}, h("summary", { class: "small" }, "show"), h("pre", { class: "body" }, JSON.stringify(value, null, 2)));
 
@@ -60,11 +59,10 @@ function deadLetters(session) {
 function errorRecords() {
   const status = h("div");
   const tbody = h("tbody");
-  const select = (name, label, options) => h("label", {}, label, h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o }, o))));
   const form = h("form", { class: "filters", onchange: () => load(), onsubmit: (event) => { event.preventDefault(); load(); } },
-    select("source", "source", SOURCES),
+    choice("source", "source", SOURCES, { any: "any" }),
     h("label", {}, "code", h("input", { name: "code", placeholder: "any code" })),
-    select("feed", "feed", FEEDS),
+    choice("feed", "feed", FEEDS, { any: "any" }),
     h("label", {}, "run id", h("input", { name: "run_id", placeholder: "any run" })));
 
   async function load() {

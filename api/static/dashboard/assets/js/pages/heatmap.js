@@ -1,13 +1,13 @@
 // Heatmap: the live catalogue's price-per-carat x carat density, a run's density scan with its
 // partition boundaries, and a preview of the scan and partitions a new run would get (admin).
 
-import { get, post } from "../api.js";
+import { FEEDS, get, post } from "../api.js";
 import { densityChart, dollarsShort, heatGrid } from "../chart.js";
-import { busy, errorNotice, fill, fmt, h } from "../dom.js";
+import { busy, choice, errorNotice, fill, fmt, h } from "../dom.js";
 import { replaceQuery } from "../router.js";
+import { RUN_TYPES } from "../run-figures.js";
 
 export const title = "Heatmap";
-const FEEDS = ["nivoda-natural", "nivoda-labgrown"];
 
 function partitionsTable(partitions, actual = null) {
   return h("table", { "data-testid": "scan-partitions" },
@@ -29,9 +29,8 @@ function scanFacts(scan) {
 function catalogueSection() {
   const out = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const form = h("form", { class: "filters", onchange: () => load() },
-    h("label", {}, "feed", h("select", { name: "feed" }, h("option", { value: "" }, "all feeds"), FEEDS.map((f) => h("option", { value: f }, f)))),
-    h("label", {}, "availability", h("select", { name: "availability" }, h("option", { value: "" }, "any"),
-      ["available", "on_hold", "sold", "unavailable"].map((a) => h("option", { value: a }, a)))));
+    choice("feed", "feed", FEEDS, { any: "all feeds" }),
+    choice("availability", "availability", ["available", "on_hold", "sold", "unavailable"], { any: "any" }));
   async function load() {
     try {
       const heatmap = await get("/analytics/price-per-carat", Object.fromEntries(new FormData(form)));
@@ -95,8 +94,8 @@ function previewSection() {
       fill(out, scanFacts(scan), densityChart(scan), partitionsTable(scan.partitions));
     });
   } },
-    h("label", {}, "feed", h("select", { name: "feed" }, FEEDS.map((f) => h("option", { value: f }, f)))),
-    h("label", {}, "run type", h("select", { name: "run_type" }, h("option", { value: "" }, "from the watermark"), h("option", { value: "full" }, "full"), h("option", { value: "incremental" }, "incremental"))),
+    choice("feed", "feed", FEEDS),
+    choice("run_type", "run type", RUN_TYPES),
     number("max_workers", "partitions (max)", 1, 1000, "setting"),
     number("min_records_per_worker", "min stones per partition", 1, 10_000_000, "setting"),
     number("max_count_calls", "count-call budget", 5, 1000, "setting"),

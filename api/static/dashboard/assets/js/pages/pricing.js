@@ -1,11 +1,10 @@
 // Pricing rules: table, create / edit / deactivate with the API's validation messages shown on
 // their fields, the impact previewed before saving, and repricing jobs with progress and revert.
 
-import { del, get, openapi, post, put } from "../api.js";
+import { FEEDS, del, get, openapi, post, put } from "../api.js";
 import { badge, busy, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress } from "../dom.js";
 
 export const title = "Pricing rules";
-const FEEDS = ["nivoda-natural", "nivoda-labgrown"];
 const STONE_TYPES = ["natural", "lab", "fancy"];
 const GRADE_FIELDS = [["shapes", "shapes"], ["colors", "colours"], ["clarities", "clarities"], ["cuts", "cut grades"]];
 const NUMBER_FIELDS = [["carat_min", "carats from"], ["carat_max", "carats to"], ["cost_min", "cost from ($)"], ["cost_max", "cost to ($)"]];

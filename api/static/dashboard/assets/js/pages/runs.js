@@ -1,18 +1,13 @@
 // Runs: a live table (status, progress, throughput) with filters, and starting a run (admin).
 
-import { get, post } from "../api.js";
-import { badge, busy, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween } from "../dom.js";
+import { FEEDS, get, post } from "../api.js";
+import { badge, busy, choice, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween } from "../dom.js";
 import { replaceQuery } from "../router.js";
-import { ACTIVE, finishedAt, throughput } from "../run-figures.js";
+import { ACTIVE, RUN_TYPES, STATE_FILTERS, finishedAt, throughput } from "../run-figures.js";
 
 export const title = "Runs";
 const LIVE_MS = 1500;
 const IDLE_MS = 10_000;
-const FEEDS = ["nivoda-natural", "nivoda-labgrown"];
-const STATES = ["active", "planned", "ingesting", "consolidating", "completed", "skipped", "failed", "cancelled", "stalled"];
-
-const select = (name, label, options, value) =>
-  h("label", {}, label, h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o, selected: o === value }, o))));
 
 function startForm(onStarted) {
   const result = h("div");
@@ -32,8 +27,8 @@ function startForm(onStarted) {
         });
       },
     },
-    h("label", {}, "feed", h("select", { name: "feed" }, FEEDS.map((f) => h("option", { value: f }, f)))),
-    h("label", {}, "type", h("select", { name: "run_type" }, h("option", { value: "" }, "from the watermark"), h("option", { value: "full" }, "full"), h("option", { value: "incremental" }, "incremental"))),
+    choice("feed", "feed", FEEDS),
+    choice("run_type", "type", RUN_TYPES),
     button,
   );
   return h("section", { class: "panel" }, h("h2", {}, "Start a run"), form, result);
@@ -53,9 +48,9 @@ export function render(root, { query, session }) {
       replaceQuery(Object.fromEntries(Object.entries(filters).filter(([, v]) => v)));
       refresh();
     } },
-    select("feed", "feed", FEEDS, filters.feed),
-    select("type", "type", ["full", "incremental"], filters.type),
-    select("status", "status", STATES, filters.status),
+    choice("feed", "feed", FEEDS, { value: filters.feed, any: "any" }),
+    choice("type", "type", ["full", "incremental"], { value: filters.type, any: "any" }),
+    choice("status", "status", STATE_FILTERS, { value: filters.status, any: "any" }),
   );
 
   async function load() {
