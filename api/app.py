@@ -6,13 +6,12 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from api.background import Background
-from api.deps import ContainerProvider
 from api.errors import install_error_handlers
 from api.lru import Lru
 from api.routes import analytics, diamonds, health, heatmap, operations, pricing
 from api.routes.dashboard import install_dashboard
 from api.routes.docs import install_docs
-from shared.bootstrap import Container
+from shared.bootstrap import Container, LazyContainer
 
 API_VERSION = "2.0.0"
 DESCRIPTION = """
@@ -48,7 +47,7 @@ def create_app(container: Container | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.provider = ContainerProvider(container)
+    app.state.provider = LazyContainer(container=container)
     app.state.background = Background()
     # Results keyed by catalogue version: analytics bodies, and search counts per filter set.
     app.state.analytics_cache = Lru(256)

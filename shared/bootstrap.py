@@ -6,9 +6,10 @@ the pieces explicitly and never reach for globals.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,11 +17,12 @@ from fanin.port import FanInStarter, LocalFanIn
 from shared.bus.local import LocalBus
 from shared.bus.port import MessageBus, QueueNames
 from shared.clock import Clock, SystemClock
+from shared.db.database import database_target
 from shared.db.pool import Pool, open_pool
 from shared.db.token_bucket import PostgresTokenBucket
 from shared.feed.client import NivodaClient
 from shared.feed.ratelimit import RateLimiter, TokenBucket
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings, SettingsError, get_settings
 
 RATE_LIMIT_KEY = "nivoda"
 
@@ -108,3 +110,45 @@ async def open_container(
             feed=feed,
             fanin=fanin or LocalFanIn(),
         )
+
+
+ContainerOpener = Callable[[Settings], AbstractAsyncContextManager[Container]]
+
+
+@asynccontextmanager
+async def open_configured(settings: Settings) -> AsyncIterator[Container]:
+    """The container of a process that only has its settings (DATABASE_URL set, nothing started)."""
+    async with open_container(settings, database_target(settings).url, name="api") as container:
+        yield container
+
+
+class LazyContainer:
+    """One container per process, opened on first use (once, under a lock) and kept.
+
+    Under the Functions host nothing runs before the first invocation, so triggers and the API
+    open their shared container lazily; the local host hands in the one it opened instead."""
+
+    def __init__(self, opener: ContainerOpener = open_configured, container: Container | None = None) -> None:
+        self._opener = opener
+        self._container = container
+        self._stack: AsyncExitStack | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Container:
+        if self._container is not None:
+            return self._container
+        async with self._lock:
+            if self._container is None:
+                stack = AsyncExitStack()
+                self._container = await stack.enter_async_context(self._opener(get_settings()))
+                self._stack = stack
+        return self._container
+
+    def install(self, container: Container) -> None:
+        """Use an already open container (tests drive the trigger bodies with their own)."""
+        self._container = container
+
+    async def aclose(self) -> None:
+        stack, self._stack, self._container = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
