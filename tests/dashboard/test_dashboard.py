@@ -187,7 +187,7 @@ async def test_a_run_started_from_the_dashboard_progresses_live_to_completion(
     page = dashboard.page
     await dashboard.sign_in(keys.admin, "/runs")
     await page.evaluate("window.sameDocument = true")
-    await sim_config(simulator, latency_ms=300)  # a run of a few seconds, long enough to watch
+    await sim_config(simulator, latency_ms=400)  # a run of a few seconds, long enough to watch
     try:
         form = page.get_by_test_id("start-run")
         await form.locator("select[name=feed]").select_option(NATURAL)
