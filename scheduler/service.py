@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from scheduler.heatmap import DensityMap, scan_density
 from scheduler.partitioning import Partition, plan_partitions
-from scheduler.planning import RunWindow, plan_window
+from scheduler.planning import RunType, RunWindow, plan_window
 from shared.bootstrap import Container
 from shared.bus.port import publish
 from shared.errors import ConflictError, InvalidRequestError
@@ -22,6 +22,7 @@ from shared.feed.query import DiamondQuery, PriceRange
 from shared.feed.variants import VARIANTS, base_query
 from shared.logs import log_context
 from shared.runs import RunRecord, active_run, load_partitions, load_run, load_watermark, work_item_for
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,68 @@ async def _record_run(
         raise ConflictError(f"feed {feed} already has an active run") from None
 
 
+@dataclass(frozen=True)
+class ScanLimits:
+    """How a density scan and its partitioning are bounded (settings, or a preview's overrides)."""
+
+    max_workers: int
+    min_records_per_worker: int
+    max_records: int
+    max_calls: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings, run_type: RunType) -> ScanLimits:
+        return cls(
+            max_workers=settings.max_workers_full if run_type == "full" else settings.max_workers_incremental,
+            min_records_per_worker=settings.min_records_per_worker,
+            max_records=settings.max_records_per_run,
+            max_calls=settings.heatmap_max_count_calls,
+        )
+
+
+async def next_window(container: Container, feed: str, run_type: RunType | None) -> RunWindow:
+    """The window a run of `feed` started now would fetch (ValueError when it would be empty)."""
+    settings = container.settings
+    async with container.pool.connection() as conn:
+        watermark = await load_watermark(conn, feed)
+    return plan_window(
+        requested=run_type,
+        watermark=watermark,
+        now=container.clock.now(),
+        full_run_start=settings.full_run_start_date,
+        safety_buffer=timedelta(minutes=settings.incremental_safety_buffer_minutes),
+    )
+
+
+async def scan_and_partition(
+    container: Container, feed: str, window: RunWindow, limits: ScanLimits
+) -> tuple[DensityMap, list[Partition]]:
+    """Scan the window's price-per-carat density with count calls, then cut balanced partitions."""
+    settings = container.settings
+    query = run_query(feed, window)
+
+    async def count(low: Decimal, high: Decimal | None) -> int:
+        return await container.feed.count(partition_query(query, low, high))
+
+    density = await scan_density(
+        count,
+        min_price=settings.heatmap_min_price_per_carat,
+        max_price=settings.heatmap_max_price_per_carat,
+        max_calls=limits.max_calls,
+        concurrency=settings.heatmap_concurrency,
+        min_records_per_partition=limits.min_records_per_worker,
+        target_partitions=limits.max_workers,
+        max_records=limits.max_records,
+    )
+    partitions = plan_partitions(
+        density,
+        max_workers=limits.max_workers,
+        min_records_per_worker=limits.min_records_per_worker,
+        max_records=limits.max_records,
+    )
+    return density, partitions
+
+
 async def start_run(
     container: Container,
     *,
@@ -141,41 +204,14 @@ async def start_run(
     """
     if feed not in VARIANTS:
         raise InvalidRequestError(f"unknown feed {feed!r}; expected one of {', '.join(VARIANTS)}")
-    settings = container.settings
     async with container.pool.connection() as conn:
         current = await active_run(conn, feed)
         if current is not None:
             raise ConflictError(f"feed {feed} already has an active run {current.run_id} ({current.status})")
-        watermark = await load_watermark(conn, feed)
-    window = plan_window(
-        requested=run_type,
-        watermark=watermark,
-        now=container.clock.now(),
-        full_run_start=settings.full_run_start_date,
-        safety_buffer=timedelta(minutes=settings.incremental_safety_buffer_minutes),
-    )
-    query = run_query(feed, window)
-
-    async def count(low: Decimal, high: Decimal | None) -> int:
-        return await container.feed.count(partition_query(query, low, high))
-
-    max_workers = settings.max_workers_full if window.run_type == "full" else settings.max_workers_incremental
+    window = await next_window(container, feed, run_type)
     with log_context(feed=feed):
-        density = await scan_density(
-            count,
-            min_price=settings.heatmap_min_price_per_carat,
-            max_price=settings.heatmap_max_price_per_carat,
-            max_calls=settings.heatmap_max_count_calls,
-            concurrency=settings.heatmap_concurrency,
-            min_records_per_partition=settings.min_records_per_worker,
-            target_partitions=max_workers,
-            max_records=settings.max_records_per_run,
-        )
-        partitions = plan_partitions(
-            density,
-            max_workers=max_workers,
-            min_records_per_worker=settings.min_records_per_worker,
-            max_records=settings.max_records_per_run,
+        density, partitions = await scan_and_partition(
+            container, feed, window, ScanLimits.from_settings(container.settings, window.run_type)
         )
         if not partitions:
             log.info("nothing to fetch: no stones in the %s window", window.run_type)

@@ -9,7 +9,8 @@ request rate is limited for the whole account; `max_count_calls` bounds what one
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -19,13 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Principal, require_admin
 from api.deps import get_container
 from api.routes.common import responses
-from scheduler.heatmap import scan_density
-from scheduler.partitioning import plan_partitions
-from scheduler.planning import plan_window
-from scheduler.service import heatmap_summary, partition_query, run_query
+from scheduler.service import ScanLimits, heatmap_summary, next_window, scan_and_partition
 from shared.bootstrap import Container
 from shared.errors import ConflictError
-from shared.runs import load_watermark
 
 router = APIRouter(prefix="/api/v2/heatmap", tags=["operations"])
 
@@ -78,41 +75,19 @@ class ScanEnvelope(BaseModel):
 
 
 async def preview_scan(container: Container, request: ScanRequest) -> dict[str, Any]:
-    settings = container.settings
-    async with container.pool.connection() as conn:
-        watermark = await load_watermark(conn, request.feed)
     try:
-        window = plan_window(
-            requested=request.run_type,
-            watermark=watermark,
-            now=container.clock.now(),
-            full_run_start=settings.full_run_start_date,
-            safety_buffer=timedelta(minutes=settings.incremental_safety_buffer_minutes),
-        )
+        window = await next_window(container, request.feed, request.run_type)
     except ValueError as exc:  # an empty window: the watermark is in the future
         raise ConflictError(str(exc)) from None
-    query = run_query(request.feed, window)
-
-    async def count(low: Decimal, high: Decimal | None) -> int:
-        return await container.feed.count(partition_query(query, low, high))
-
-    default_workers = settings.max_workers_full if window.run_type == "full" else settings.max_workers_incremental
-    max_workers = request.max_workers or default_workers
-    min_records = request.min_records_per_worker or settings.min_records_per_worker
-    max_records = settings.max_records_per_run if request.max_records is None else request.max_records
-    density = await scan_density(
-        count,
-        min_price=settings.heatmap_min_price_per_carat,
-        max_price=settings.heatmap_max_price_per_carat,
-        max_calls=request.max_count_calls or settings.heatmap_max_count_calls,
-        concurrency=settings.heatmap_concurrency,
-        min_records_per_partition=min_records,
-        target_partitions=max_workers,
-        max_records=max_records,
+    limits = ScanLimits.from_settings(container.settings, window.run_type)
+    limits = replace(
+        limits,
+        max_workers=request.max_workers or limits.max_workers,
+        min_records_per_worker=request.min_records_per_worker or limits.min_records_per_worker,
+        max_records=limits.max_records if request.max_records is None else request.max_records,
+        max_calls=request.max_count_calls or limits.max_calls,
     )
-    partitions = plan_partitions(
-        density, max_workers=max_workers, min_records_per_worker=min_records, max_records=max_records
-    )
+    density, partitions = await scan_and_partition(container, request.feed, window, limits)
     return {
         "feed": request.feed,
         "run_type": window.run_type,

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from api import pricing
 from api.auth import Principal, require_admin
@@ -52,7 +52,8 @@ class RuleIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    priority: int = Field(ge=0, le=2**31 - 1)
+    # StrictInt: a JSON `false` is not priority 0.
+    priority: StrictInt = Field(ge=0, le=2**31 - 1)
     description: str | None = Field(None, max_length=500, pattern=r"^[^\x00]*$")
     feed: FeedName | None = None
     stone_type: Literal["natural", "lab", "fancy"] | None = None
@@ -66,7 +67,7 @@ class RuleIn(BaseModel):
     cost_max: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
     markup_multiplier: Decimal | None = Field(None, gt=0, max_digits=8, decimal_places=4)
     margin_modifier: Decimal | None = Field(None, gt=-1000, lt=1000, max_digits=6, decimal_places=2)
-    rating: int | None = Field(None, ge=1, le=10)
+    rating: StrictInt | None = Field(None, ge=1, le=10)
 
 
 class RuleOut(BaseModel):
@@ -133,7 +134,7 @@ class PreviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Literal["create", "update", "deactivate"]
-    rule_id: int | None = Field(None, ge=1, le=2**63 - 1, description="the rule to update or deactivate")
+    rule_id: StrictInt | None = Field(None, ge=1, le=2**63 - 1, description="the rule to update or deactivate")
     rule: RuleIn | None = Field(None, description="the new rule (create) or its replacement (update)")
 
 
