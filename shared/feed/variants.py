@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Final
 
 from shared.feed.query import DateRange, DiamondQuery, PriceRange, SizeRange
+from shared.grades import SHAPES
 
 
 @dataclass(frozen=True)
@@ -29,26 +30,8 @@ VARIANTS: Final[dict[str, FeedVariant]] = {
     )
 }
 
-# Nivoda's shape vocabulary, exactly as the API spells it.
-ALL_SHAPES: Final[tuple[str, ...]] = (
-    "ROUND",
-    "OVAL",
-    "EMERALD",
-    "CUSHION",
-    "CUSHION B",
-    "CUSHION MODIFIED",
-    "CUSHION BRILLIANT",
-    "ASSCHER",
-    "RADIANT",
-    "MARQUISE",
-    "PEAR",
-    "PRINCESS",
-    "ROSE",
-    "OLD MINER",
-    "TRILLIANT",
-    "HEXAGONAL",
-    "HEART",
-)
+# Nivoda spells its 17 shapes exactly as the catalogue stores them (shared.grades).
+ALL_SHAPES: Final[tuple[str, ...]] = SHAPES
 
 BASE_SIZES: Final = SizeRange(from_=Decimal("0.4"), to=Decimal("15.01"))
 AVAILABLE: Final = "AVAILABLE"
