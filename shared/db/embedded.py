@@ -25,7 +25,7 @@ SUPERUSER = "postgres"
 SERVER_SETTINGS: dict[str, str] = {
     "listen_addresses": "''",
     "max_connections": "200",
-    "shared_buffers": "512MB",
+    "shared_buffers": "1GB",
     "work_mem": "32MB",
     "maintenance_work_mem": "256MB",
     "temp_buffers": "64MB",
