@@ -9,7 +9,11 @@ With `--port 0` a free port is chosen; the first stdout line is always `FEEDSIM_
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -67,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serving.add_argument("--host", help="interface to bind (default FEEDSIM_HOST, 127.0.0.1)")
     serving.add_argument("--port", type=int, help="TCP port, 0 = any free port (default FEEDSIM_PORT)")
     serving.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serving.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started this one goes away (used when embedded)",
+    )
     knobs = parser.add_argument_group("behaviour (changeable at run time with POST /_sim/config)")
     for name, info in SimConfig.model_fields.items():
         if name in ("username", "password"):
@@ -129,8 +138,23 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     # The socket already listens: connections made from now on wait in its backlog until served.
     print(f"{ANNOUNCE_PREFIX}{url}", flush=True)
     print(f"feed-sim: serving {url}{ENDPOINT_PATH}", file=sys.stderr, flush=True)
+    if args.exit_with_parent:
+        _exit_with_parent()
     server.run(sockets=[sock])
     return 0
+
+
+def _exit_with_parent() -> None:
+    """An embedded simulator runs in its own session (so Ctrl-C reaches only its parent, which stops
+    it in order); this watch ends it if the parent dies without doing so (kill -9)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

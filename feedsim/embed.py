@@ -138,8 +138,15 @@ def start_process(
     startup_timeout_s: float = 300.0,
 ) -> SimulatorProcess:
     """Start `python -m feedsim` and wait until it announces its URL."""
-    command = [sys.executable, "-m", "feedsim", *cli_arguments(spec, config or SimConfig(), host=host, port=port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "feedsim",
+        *cli_arguments(spec, config or SimConfig(), host=host, port=port),
+        "--exit-with-parent",
+    ]
+    # Its own session: a Ctrl-C in the terminal reaches the parent only, which stops it in order.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
     assert process.stdout is not None
     deadline = time.monotonic() + startup_timeout_s
     buffer = b""
