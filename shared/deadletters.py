@@ -8,11 +8,11 @@ dead letter is replayed at most once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg.rows import class_row
+from pydantic import BaseModel, ConfigDict
 
 from shared.bootstrap import Container
 from shared.bus.port import OutgoingMessage
@@ -20,8 +20,11 @@ from shared.db.pool import Pool
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+class DeadLetter(BaseModel):
+    """A dead letter as stored; also the API's representation of one."""
+
+    model_config = ConfigDict(frozen=True)
+
     id: int
     source: str
     queue: str

@@ -22,7 +22,7 @@ from api.routes.common import ADMIN_RESPONSES, responses
 from fanin.operations import cancel_run, force_consolidation, retry_failed
 from scheduler.service import start_run
 from shared.bootstrap import Container
-from shared.deadletters import list_dead_letters, replay
+from shared.deadletters import DeadLetter, list_dead_letters, replay
 
 router = APIRouter(prefix="/api/v2", tags=["operations"])
 
@@ -159,24 +159,8 @@ class Cancel(BaseModel):
     reason: str = Field("cancelled by an operator", max_length=500, pattern=TEXT)
 
 
-class DeadLetterOut(BaseModel):
-    id: int
-    source: str
-    queue: str
-    message_id: str
-    body: Any
-    application_properties: dict[str, Any]
-    reason: str
-    description: str | None
-    delivery_count: int
-    enqueued_at: datetime | None
-    dead_lettered_at: datetime
-    replayed_at: datetime | None
-    replay_message_id: str | None
-
-
 class DeadLetterList(BaseModel):
-    data: list[DeadLetterOut]
+    data: list[DeadLetter]
 
 
 class Replayed(BaseModel):
@@ -311,7 +295,7 @@ async def get_dead_letters(
     letters = await list_dead_letters(
         container.pool, queue=queue, include_replayed=include_replayed, limit=limit, offset=offset
     )
-    return DeadLetterList.model_validate({"data": [letter.__dict__ for letter in letters]})
+    return DeadLetterList(data=letters)
 
 
 @router.post(
