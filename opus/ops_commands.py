@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from fanin.lifecycle import TERMINAL_STATUSES
 from shared.bootstrap import Container, open_container
 from shared.db.database import ready_database
 from shared.errors import InvalidRequestError, OpusError
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 # Wide enough for run ids and reasons when the output is not a terminal.
 console = Console(width=None if Console().is_terminal else 160)
-TERMINAL = ("completed", "skipped", "failed", "cancelled")
 
 
 class HostNotRunningError(OpusError):
@@ -96,7 +96,7 @@ async def watch(container: Container, run_id: uuid.UUID) -> str:
     last_t = time.monotonic()
     speeds = (0.0, 0.0)
     with Live(_progress_table(run_id, last, *speeds), console=console, refresh_per_second=4) as live:
-        while last["status"] not in TERMINAL:
+        while last["status"] not in TERMINAL_STATUSES:
             await asyncio.sleep(1)
             state = await _progress(container, run_id)
             now = time.monotonic()

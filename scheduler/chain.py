@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from uuid import UUID
 
+from fanin.lifecycle import ACTIVE_STATUSES
 from scheduler.planning import RunType
 from scheduler.service import start_run
 from shared.bootstrap import Container
@@ -27,7 +28,7 @@ async def wait_for_run(container: Container, run_id: UUID, *, poll_s: float = 1.
     while True:
         async with container.pool.connection() as conn:
             run = await load_run(conn, run_id)
-        if run.status not in ("planned", "ingesting", "consolidating"):
+        if run.status not in ACTIVE_STATUSES:
             return run.status
         await asyncio.sleep(poll_s)
 

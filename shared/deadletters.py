@@ -59,13 +59,6 @@ async def list_dead_letters(
         return await cur.fetchall()
 
 
-async def count_waiting(pool: Pool) -> int:
-    async with pool.connection() as conn:
-        cur = await conn.execute("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-
 async def replay(container: Container, dead_letter_id: int) -> str:
     """Send a dead letter's body back to its queue; return the new message id."""
     async with container.pool.connection() as conn, conn.transaction():

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-CONTEXT_FIELDS = ("run_id", "trace_id", "partition_id", "feed", "message_id")
 # The default is never mutated: log_context() always sets a new dict.
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
     "opus_log_context",

@@ -64,7 +64,6 @@ class EmbeddedPostgres:
 
     def __post_init__(self) -> None:
         self.pgdata = self.pgdata.resolve()
-        self._started_here = False
 
     # --- paths and identity ----------------------------------------------------------------
     @property
@@ -194,7 +193,6 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             tail = self.log_file.read_text()[-800:] if self.log_file.exists() else result.stderr
             raise EmbeddedPostgresError(f"embedded PostgreSQL failed to start: {tail.strip()}")
-        self._started_here = True
         self._ensure_database()
         return True
 
@@ -213,18 +211,3 @@ class EmbeddedPostgres:
         result = self._exec("pg_ctl", "stop", "-m", "fast", "-w", "-D", str(self.pgdata), timeout=60)
         if result.returncode != 0 and self.is_running():
             raise EmbeddedPostgresError(f"could not stop embedded PostgreSQL: {result.stderr.strip()}")
-        self._started_here = False
-
-    def stop_if_started_here(self) -> None:
-        if self._started_here:
-            self.stop()
-
-    def create_database(self, name: str) -> str:
-        """Create (or recreate) a database in this cluster and return its URL; used by tests."""
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return f"postgresql://{SUPERUSER}@/{name}?host={quote(str(self.socket_dir), safe='/')}"
