@@ -188,9 +188,10 @@ def offset_statement(request: SearchRequest) -> Statement:
 
 # Price order within a carat range: the two are strongly correlated, so walking the price index
 # skips most stones (the cheap ones are small) and walking the carat range sorts all of it. Instead
-# the range is cut into (origin, 0.1 ct bucket) cells, each read in price order from an index on
-# (lab_grown, bucket, price, id) that also covers the usual filters: at most (limit + 1) index
-# entries per cell, merged. Used for ranges up to MAX_CARAT_BUCKETS buckets wide.
+# the range is cut into cells of (origin, 0.1 ct bucket), and of shape too when the search names
+# shapes, each read in price order from an index on (origin, bucket, price, id) or (shape, origin,
+# bucket, price, id) that also covers the usual filters: at most (limit + 1) index entries per
+# cell, merged. Used for ranges up to MAX_CARAT_BUCKETS buckets wide.
 CARAT_BUCKET = "floor(d.carats * 10)::int"
 MAX_CARAT_BUCKETS: Final = 50
 
@@ -200,21 +201,37 @@ class Buckets:
     origins: list[bool]
     low: int
     high: int
+    shapes: list[str] | None
 
 
 def carat_buckets(request: SearchRequest) -> Buckets | None:
     if request.sort != "price":
         return None
     origins = [False, True]
-    found: Buckets | None = None
+    shapes: list[str] | None = None
+    span: tuple[int, int] | None = None
     for item in request.filters:
         if isinstance(item, FlagFilter) and item.name == "lab_grown":
             origins = [item.value]
+        if isinstance(item, InFilter) and item.column == "shape":
+            shapes = list(item.values)
         if isinstance(item, RangeFilter) and item.column == "carats" and item.low is not None and item.high is not None:
             low, high = int(item.low * 10), int(item.high * 10)
             if high - low < MAX_CARAT_BUCKETS:
-                found = Buckets(origins, low, high)
-    return Buckets(origins, found.low, found.high) if found else None
+                span = (low, high)
+    return Buckets(origins, span[0], span[1], shapes) if span else None
+
+
+def _cells(buckets: Buckets) -> tuple[str, str, list[Any]]:
+    """The cells' FROM items, their join to the row alias `d`, and their parameters."""
+    sources = ["unnest(%s::bool[]) AS o(lab_grown)", "generate_series(%s::int, %s::int) AS b(bucket)"]
+    match = f"d.lab_grown = o.lab_grown AND {CARAT_BUCKET} = b.bucket"
+    params: list[Any] = [buckets.origins, buckets.low, buckets.high]
+    if buckets.shapes is not None:
+        sources.insert(0, "unnest(%s::text[]) AS s(shape)")
+        match = f"d.shape = s.shape AND {match}"
+        params.insert(0, buckets.shapes)
+    return ", ".join(sources), match, params
 
 
 def _select(
@@ -233,15 +250,14 @@ def _select(
         )
         inner_params = [*params, rows, *([offset] if offset else [])]
     else:
+        sources, match, cell_params = _cells(buckets)
         inner = (
-            "SELECT x.id, x.sk FROM unnest(%s::bool[]) AS o(lab_grown), "
-            "generate_series(%s::int, %s::int) AS b(bucket), LATERAL ("
-            f"SELECT d.id, {key.expression} AS sk FROM diamonds d "
-            f"WHERE d.lab_grown = o.lab_grown AND {CARAT_BUCKET} = b.bucket AND {where} "
+            f"SELECT x.id, x.sk FROM {sources}, LATERAL ("
+            f"SELECT d.id, {key.expression} AS sk FROM diamonds d WHERE {match} AND {where} "
             f"ORDER BY {inner_order} LIMIT %s) x "
             f"ORDER BY {outer_order.replace('p.', 'x.')} LIMIT %s{' OFFSET %s' if offset else ''}"
         )
-        inner_params = [buckets.origins, buckets.low, buckets.high, *params, offset + rows, rows]
+        inner_params = [*cell_params, *params, offset + rows, rows]
         inner_params += [offset] if offset else []
     sql = (
         f"SELECT {json_expression(request.fields)}, p.sk::text, p.id::text FROM ({inner}) p "

@@ -150,14 +150,28 @@ def test_offset_pages_agree_with_the_keyset_order(
 
 
 @pytest.mark.parametrize(
-    ("carats", "order", "limit"),
-    [(("0.5", "1.01"), "asc", 3), (("1", "3.1"), "desc", 7), (("0.75", "0.75"), "asc", 20), (("0.1", "9"), "desc", 3)],
+    ("carats", "order", "limit", "shapes"),
+    [
+        (("0.5", "1.01"), "asc", 3, None),
+        (("1", "3.1"), "desc", 7, None),
+        (("0.75", "0.75"), "asc", 20, None),
+        (("0.1", "9"), "desc", 3, None),
+        (("0.3", "2"), "asc", 4, "ROUND,OVAL"),
+        (("0.5", "1.5"), "desc", 3, "PEAR"),
+    ],
 )
 def test_price_order_within_a_carat_range(
-    catalogue: list[dict[str, Any]], http: httpx.Client, keys: Keys, carats: tuple[str, str], order: str, limit: int
+    catalogue: list[dict[str, Any]],
+    http: httpx.Client,
+    keys: Keys,
+    carats: tuple[str, str],
+    order: str,
+    limit: int,
+    shapes: str | None,
 ) -> None:
-    """The carat-bucketed price walk (api.catalogue.query.carat_buckets) pages like any other sort."""
-    params = {"carat_min": carats[0], "carat_max": carats[1]}
+    """The carat-bucketed price walk (api.catalogue.query.carat_buckets), with shape cells when the
+    search names shapes, pages like any other sort."""
+    params = {"carat_min": carats[0], "carat_max": carats[1], **({"shape": shapes} if shapes else {})}
     expected = expected_order(catalogue, params, "price", order)
     seen: list[str] = []
     cursor: str | None = None
