@@ -152,8 +152,9 @@ async def baseline(url: str, count: int) -> float:
         )
         from psycopg.types.json import Jsonb
 
-        def values(row: dict[str, Any]) -> tuple[Any, ...]:
-            row = {**row, "row_hash": bytes.fromhex(row["row_hash"][2:])}
+        def values(staged: bytes) -> tuple[Any, ...]:
+            row = orjson.loads(staged)
+            row["row_hash"] = bytes.fromhex(row["row_hash"][2:])
             if row["meta_images"] is not None:
                 row["meta_images"] = Jsonb(row["meta_images"])
             return tuple(row[c] for c in STAGED_COLUMNS)

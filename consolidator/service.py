@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from consolidator.mapper import MappingFailure, map_item
+from consolidator.payload import decode_item
 from consolidator.pricing import RuleSet, price
 from consolidator.rules_store import pinned_ruleset
 from consolidator.writer import MergeCounts, claim_pending, merge_rows, soft_delete, staged_row
@@ -154,11 +153,11 @@ async def drain(container: Container, run: RunRecord, rules: RuleSet) -> DrainSt
 
 def _map_batch(
     claimed: list[tuple[str, str, Any]], run: RunRecord, rules: RuleSet, labgrown: bool
-) -> tuple[list[dict[str, Any]], list[ErrorRecord]]:
+) -> tuple[list[bytes], list[ErrorRecord]]:
     rows = []
     failures = []
     for supplier_stone_id, payload, _ in claimed:
-        mapped = map_item(orjson.loads(payload), feed=run.feed, labgrown=labgrown)
+        mapped = map_item(decode_item(payload), feed=run.feed, labgrown=labgrown)
         if isinstance(mapped, MappingFailure):
             failures.append(
                 ErrorRecord(

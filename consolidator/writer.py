@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
 from uuid import UUID
 
 import orjson
@@ -26,7 +25,9 @@ from consolidator.pricing import PriceOutcome
 from shared.runs import Conn
 
 PRICED_COLUMNS = ("retail_price", "markup_ratio", "pricing_rule_id", "rating")
-STAGED_COLUMNS = (*MAPPED_COLUMNS, *PRICED_COLUMNS, "row_hash", "last_run_id")
+# The columns a row's digest covers: everything mapped and priced (not the run that wrote it).
+DIGESTED_COLUMNS = (*MAPPED_COLUMNS, *PRICED_COLUMNS)
+STAGED_COLUMNS = (*DIGESTED_COLUMNS, "row_hash", "last_run_id")
 _mapped_values = attrgetter(*MAPPED_COLUMNS)
 
 
@@ -37,8 +38,10 @@ def _json_default(value: object) -> str:
     raise TypeError(f"cannot stage {type(value).__name__}")
 
 
-def staged_row(diamond: MappedDiamond, outcome: PriceOutcome, run_id: UUID) -> dict[str, Any]:
-    """The staging row of a priced diamond, with the digest that decides whether it is rewritten."""
+def staged_row(diamond: MappedDiamond, outcome: PriceOutcome, run_id: UUID) -> bytes:
+    """The staging row of a priced diamond as a JSON object, with the digest that decides whether
+    it is rewritten. The row is encoded once: the digest is taken over that encoding and the two
+    undigested columns are appended to it."""
     values = (
         *_mapped_values(diamond),
         outcome.retail_price,
@@ -46,11 +49,11 @@ def staged_row(diamond: MappedDiamond, outcome: PriceOutcome, run_id: UUID) -> d
         outcome.pricing_rule_id,
         outcome.rating,
     )
-    digest = hashlib.blake2b(orjson.dumps(values, default=_json_default), digest_size=16).hexdigest()
-    row = dict(zip(STAGED_COLUMNS, values, strict=False))
-    row["row_hash"] = "\\x" + digest  # bytea input syntax
-    row["last_run_id"] = run_id
-    return row
+    encoded = orjson.dumps(dict(zip(DIGESTED_COLUMNS, values, strict=True)), default=_json_default)
+    digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
+    # bytea input syntax (\x...), JSON-escaped; orjson's object always ends with its closing brace.
+    undigested = f',"row_hash":"\\\\x{digest}","last_run_id":"{run_id}"}}'.encode()
+    return encoded[:-1] + undigested
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,11 @@ FROM merged m LEFT JOIN before b USING (supplier_stone_id)
 """
 
 
-async def merge_rows(conn: Conn, rows: Sequence[dict[str, Any]], run_id: UUID) -> MergeCounts:
-    """Merge staged rows into `diamonds` in one statement (caller's transaction)."""
+async def merge_rows(conn: Conn, rows: Sequence[bytes], run_id: UUID) -> MergeCounts:
+    """Merge staged rows (`staged_row`) into `diamonds` in one statement (caller's transaction)."""
     if not rows:
         return MergeCounts()
-    payload = orjson.dumps(rows, default=_json_default).decode()
+    payload = (b"[" + b",".join(rows) + b"]").decode()
     cur = await conn.execute(_MERGE, {"rows": payload, "run": run_id})
     result = await cur.fetchone()
     assert result is not None
