@@ -35,8 +35,10 @@ from api.catalogue.query import (
 from api.lru import Lru
 
 Row = tuple[str, str | None, str]
-# Searches are not prepared: their SQL varies with the filters (psycopg would keep preparing and
-# evicting statements), and every execution is planned for its values anyway (custom plans).
+# Page queries are prepared once psycopg has seen the same SQL (the same filter set and sort; values
+# are parameters) prepare_threshold times on a connection: every execution is still planned for its
+# values (custom plans), but parsing and analysing the statement, measured at 0.3 of ~2 ms of server
+# CPU per search, is done once. Its per-connection LRU bounds the statements kept.
 # Planner cost units; measured on the 500K catalogue one unit of a bounded count is 10-30 µs, so
 # 150 keeps an exact count near 3 ms at most.
 COUNT_COST_BUDGET: Final = 150.0
@@ -51,7 +53,7 @@ class SearchResult:
 
 
 async def _rows(conn: AsyncConnection[Any], statement: Statement) -> list[Row]:
-    return await (await conn.execute(statement.sql, statement.params, prepare=False)).fetchall()
+    return await (await conn.execute(statement.sql, statement.params)).fetchall()
 
 
 async def _keyset_rows(conn: AsyncConnection[Any], request: SearchRequest, after: Position | None) -> list[Row]:
