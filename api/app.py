@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -37,6 +40,15 @@ pricing rules. `/api/health` is public.
 GZIP_LEVEL = 1
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Served on its own (uvicorn --factory api.app:create_app), the app closes the container it
+    # opened, pool first, while the loop still runs; left to the loop's shutdown, the two nested
+    # generators holding it were closed at the same time and the pool never closed cleanly.
+    yield
+    await app.state.provider.aclose()
+
+
 def create_app(container: Container | None = None) -> FastAPI:
     """Build the app; with no container it opens one from the settings on first request (Azure)."""
     app = FastAPI(
@@ -46,6 +58,7 @@ def create_app(container: Container | None = None) -> FastAPI:
         openapi_url="/api/v2/openapi.json",
         docs_url=None,
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.provider = LazyContainer(container=container)
     app.state.background = Background()
