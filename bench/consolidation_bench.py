@@ -77,27 +77,58 @@ async def create_run(url: str, run_type: str) -> uuid.UUID:
     return run_id
 
 
-class PeakRss:
-    """Samples this process's RSS while a phase runs (the load happened in a child process)."""
+class Sampler:
+    """Samples, while a phase runs, this process's RSS (the load happened in a child process) and the
+    CPU time of this process and of every process of the PostgreSQL server (backends come and go:
+    each one's last sample counts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str) -> None:
         self.peak = 0
+        self._server = _postmaster(url)
+        self._cpu: dict[int, tuple[float, float]] = {}  # pid -> (first, last) CPU seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         process = psutil.Process()
+        existed = True  # the first round's processes were there before the phase
         while not self._stop.is_set():
             self.peak = max(self.peak, process.memory_info().rss)
+            for server_process in [self._server, *self._server.children()]:
+                try:
+                    used = sum(server_process.cpu_times()[:2])
+                except psutil.Error:
+                    continue
+                known = self._cpu.get(server_process.pid)
+                first = known[0] if known else used if existed else 0.0
+                self._cpu[server_process.pid] = (first, used)
+            existed = False
             time.sleep(0.05)
 
-    def __enter__(self) -> PeakRss:
+    @property
+    def server_cpu(self) -> float:
+        return sum(last - first for first, last in self._cpu.values())
+
+    def __enter__(self) -> Sampler:
+        self._own_cpu = time.process_time()
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.own_cpu = time.process_time() - self._own_cpu
+
+
+def _postmaster(url: str) -> psutil.Process:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    parent = psutil.Process(row[0]).parent()
+    assert parent is not None
+    return parent
 
 
 async def consolidate_run(url: str, run_id: uuid.UUID) -> tuple[float, Any]:
@@ -189,7 +220,7 @@ def main() -> None:
         )
         print(f"loaded {args.stones:,} raw rows through the workers' upsert in {time.monotonic() - started:.1f} s")
 
-        with PeakRss() as rss:
+        with Sampler(url) as rss:
             seconds, result = asyncio.run(consolidate_run(url, run_id))
         stats = result.stats
         print(
@@ -197,10 +228,15 @@ def main() -> None:
             f"(goal >= 15,000); {stats.merged.inserted:,} inserted, {stats.errors:,} unmappable; "
             f"peak RSS {rss.peak / 2**20:.0f} MB (goal <= 400 MB)"
         )
+        own, server = (rss.own_cpu / stats.processed * 1e6, rss.server_cpu / stats.processed * 1e6)
+        print(
+            f"    CPU per raw row: consolidator {own:.0f} us, PostgreSQL {server:.0f} us; on 2 cores "
+            f"at most {2e6 / (own + server):,.0f} stones/s"
+        )
 
         changed = asyncio.run(change_payloads(url, args.changed))
         rerun = asyncio.run(create_run(url, "incremental"))
-        with PeakRss() as rss:
+        with Sampler(url) as rss:
             seconds, result = asyncio.run(consolidate_run(url, rerun))
         merged = result.stats.merged
         print(
