@@ -125,8 +125,8 @@ def _postmaster(url: str) -> psutil.Process:
 
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    parent = psutil.Process(row[0]).parent()
+        assert row is not None
+        parent = psutil.Process(row[0]).parent()  # while the backend is alive
     assert parent is not None
     return parent
 
