@@ -104,9 +104,11 @@ def test_hmac_signature_covers_method_path_query_and_body(db: Pool, http: httpx.
 
 
 def test_hmac_timestamp_window(db: Pool, http: httpx.Client) -> None:
-    stale = _signed("ops", "GET", SEARCH, at=int(time.time()) - 301)
+    # 10 s past the 300 s window: X-Timestamp is whole seconds (truncating loses up to 1 s) and the
+    # request takes time, which must not carry a "future" timestamp back inside the window.
+    stale = _signed("ops", "GET", SEARCH, at=int(time.time()) - 310)
     assert "server clock" in _error(http.get(SEARCH, headers=stale), 401)["message"]
-    future = _signed("ops", "GET", SEARCH, at=int(time.time()) + 301)
+    future = _signed("ops", "GET", SEARCH, at=int(time.time()) + 310)
     assert _error(http.get(SEARCH, headers=future), 401)
     garbage = {**_signed("ops", "GET", SEARCH), "X-Timestamp": "yesterday"}
     assert _error(http.get(SEARCH, headers=garbage), 401)
