@@ -5,7 +5,8 @@
 Loads simulator payloads (built from the simulator's generator, not fetched) into the raw table
 through the workers' own upsert (in a child process, so its memory does not count), then:
 1. first load: consolidates every pending row of a full run — prints stones/s and peak RSS
-   (goal >= 15,000 stones/s, <= 400 MB);
+   (goal >= 15,000 stones/s, <= 400 MB), and the CPU per raw row of this process and of the
+   PostgreSQL server, with the throughput ceiling they imply on 2 cores;
 2. re-consolidation: changes 1% of the raw payloads (price) and consolidates an incremental run —
    prints seconds (goal <= 3 s) and confirms unchanged stones were not rewritten;
 3. baseline in the same run: the original's write path (one INSERT ... ON CONFLICT per stone via
