@@ -72,9 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serving.add_argument("--port", type=int, help="TCP port, 0 = any free port (default FEEDSIM_PORT)")
     serving.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serving.add_argument(
-        "--exit-with-parent",
-        action="store_true",
-        help="stop when the process that started this one goes away (used when embedded)",
+        "--parent-pid",
+        type=int,
+        help="stop when this process (the one that started this one, when embedded) is no longer the parent",
     )
     knobs = parser.add_argument_group("behaviour (changeable at run time with POST /_sim/config)")
     for name, info in SimConfig.model_fields.items():
@@ -126,6 +126,8 @@ def _resolve(args: argparse.Namespace, settings: Settings | None = None) -> tupl
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Serve until interrupted. Settings fill unset flags (loaded from the environment if not given)."""
     spec, config, host, port = _resolve(args, settings)
+    if args.parent_pid is not None:
+        _exit_with_parent(args.parent_pid)
     print(f"feed-sim: generating {spec.stones:,} stones (seed {spec.seed})...", file=sys.stderr, flush=True)
     simulator = Simulator(spec, config)
     try:
@@ -138,20 +140,18 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     # The socket already listens: connections made from now on wait in its backlog until served.
     print(f"{ANNOUNCE_PREFIX}{url}", flush=True)
     print(f"feed-sim: serving {url}{ENDPOINT_PATH}", file=sys.stderr, flush=True)
-    if args.exit_with_parent:
-        _exit_with_parent()
     server.run(sockets=[sock])
     return 0
 
 
-def _exit_with_parent() -> None:
+def _exit_with_parent(parent: int) -> None:
     """An embedded simulator runs in its own session (so Ctrl-C reaches only its parent, which stops
-    it in order); this watch ends it if the parent dies without doing so (kill -9)."""
-    parent = os.getppid()
+    it in order); this watch ends it if the parent dies without doing so (kill -9). The parent names
+    itself: reading getppid() here would, if the parent had already died, watch the adopter instead."""
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(1)
+            time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

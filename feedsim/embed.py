@@ -143,7 +143,8 @@ def start_process(
         "-m",
         "feedsim",
         *cli_arguments(spec, config or SimConfig(), host=host, port=port),
-        "--exit-with-parent",
+        "--parent-pid",
+        str(os.getpid()),
     ]
     # Its own session: a Ctrl-C in the terminal reaches the parent only, which stops it in order.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
