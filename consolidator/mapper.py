@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Final, Literal, TypeGuard
+
+import msgspec
 
 from shared.grades import (
     Availability,
@@ -62,9 +64,12 @@ FailureCode = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class MappedDiamond:
-    """The feed-derived columns of one `diamonds` row, in storable form."""
+class MappedDiamond(msgspec.Struct, frozen=True, gc=False):
+    """The feed-derived columns of one `diamonds` row, in storable form.
+
+    A msgspec Struct rather than a dataclass: built in C (6 µs for the 47 fields instead of 14) and
+    encoded by the writer straight from its fields. Not tracked by the garbage collector: it holds
+    only values, never a reference back to itself."""
 
     feed: str
     supplier_stone_id: str
@@ -116,21 +121,7 @@ class MappedDiamond:
 
 
 # The writer's column list, in field order.
-MAPPED_COLUMNS: Final = tuple(field.name for field in fields(MappedDiamond))
-
-_SLOT_SETTERS: Final = tuple((name, getattr(MappedDiamond, name).__set__) for name in MAPPED_COLUMNS)
-
-
-def _new_mapped(**values: Any) -> MappedDiamond:
-    """MappedDiamond(**values), faster: a frozen dataclass's __init__ sets each of the 47 fields
-    through object.__setattr__, which cost ~17% of mapping time; the slot descriptors set them
-    directly. Every field must be given (KeyError otherwise) and no other."""
-    if len(values) != len(_SLOT_SETTERS):
-        raise TypeError(f"expected the {len(_SLOT_SETTERS)} MappedDiamond fields, got {sorted(values)}")
-    diamond: MappedDiamond = object.__new__(MappedDiamond)
-    for name, set_slot in _SLOT_SETTERS:
-        set_slot(diamond, values[name])
-    return diamond
+MAPPED_COLUMNS: Final[tuple[str, ...]] = MappedDiamond.__struct_fields__
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +231,7 @@ def _map(
     if not _is_object(supplier):
         supplier = {}
 
-    return _new_mapped(
+    return MappedDiamond(
         feed=feed,
         supplier_stone_id=stone_id,
         offer_id=offer_id,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 from uuid import UUID
 
 import msgspec
@@ -27,8 +26,6 @@ PRICED_COLUMNS = ("retail_price", "markup_ratio", "pricing_rule_id", "rating")
 # The columns a row's digest covers: everything mapped and priced (not the run that wrote it).
 DIGESTED_COLUMNS = (*MAPPED_COLUMNS, *PRICED_COLUMNS)
 STAGED_COLUMNS = (*DIGESTED_COLUMNS, "row_hash", "last_run_id")
-_mapped_values = attrgetter(*MAPPED_COLUMNS)
-
 
 # Encodes Decimals natively as strings that keep their scale ("1.50"), so equal columns always give
 # equal digests; orjson called back into Python for each of a row's 14 decimals.
@@ -37,20 +34,13 @@ _ENCODER = msgspec.json.Encoder()
 
 def staged_row(diamond: MappedDiamond, outcome: PriceOutcome, run_id: UUID) -> bytes:
     """The staging row of a priced diamond as a JSON object, with the digest that decides whether
-    it is rewritten. The row is encoded once: the digest is taken over that encoding and the two
-    undigested columns are appended to it."""
-    values = (
-        *_mapped_values(diamond),
-        outcome.retail_price,
-        outcome.markup_ratio,
-        outcome.pricing_rule_id,
-        outcome.rating,
-    )
-    encoded = _ENCODER.encode(dict(zip(DIGESTED_COLUMNS, values, strict=True)))
+    it is rewritten. The diamond and its price are encoded straight from their fields and joined
+    into one object; the digest is taken over it and the two undigested columns are appended."""
+    mapped, priced = _ENCODER.encode(diamond), _ENCODER.encode(outcome)
+    encoded = b"%b,%b" % (mapped[:-1], priced[1:])
     digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
-    # bytea input syntax (\x...), JSON-escaped; orjson's object always ends with its closing brace.
-    undigested = f',"row_hash":"\\\\x{digest}","last_run_id":"{run_id}"}}'.encode()
-    return encoded[:-1] + undigested
+    # bytea input syntax (\x...), JSON-escaped; the encoded object always ends with its closing brace.
+    return b'%b,"row_hash":"\\\\x%b","last_run_id":"%b"}' % (encoded[:-1], digest.encode(), str(run_id).encode())
 
 
 @dataclass(frozen=True)
