@@ -34,6 +34,7 @@ from shared.settings import Settings
 _LAST_USED_RESOLUTION: Final = timedelta(minutes=1)
 _READ_ONLY_SUFFIX: Final = ":read"
 _NONCE_MARGIN: Final = timedelta(minutes=1)
+_TIMESTAMP_MAX_DIGITS: Final = 12  # unix seconds until the year 33658
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,10 @@ ON CONFLICT (signature) DO NOTHING RETURNING 1
 
 def _check_timestamp(timestamp: str, now: datetime, tolerance_s: int) -> datetime:
     """Refuse a stale or future timestamp; return until when its signature must be remembered."""
-    try:
-        seconds = int(timestamp)
-    except ValueError:
-        raise AuthError("X-Timestamp must be unix seconds") from None
+    # Digits only: int() would also take "1_7", " 17 " or 400 digits (too large for a date).
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _TIMESTAMP_MAX_DIGITS):
+        raise AuthError("X-Timestamp must be unix seconds")
+    seconds = int(timestamp)
     skew = abs(now.timestamp() - seconds)
     if skew > tolerance_s:
         raise AuthError(f"X-Timestamp is {int(skew)} s from the server clock (allowed {tolerance_s} s)")

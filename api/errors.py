@@ -76,14 +76,24 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     return JSONResponse(error_body(code, message, details), status_code=status)
 
 
+def _validation_detail(item: dict[str, Any]) -> dict[str, Any]:
+    loc = [str(part) for part in item.get("loc", ())]
+    where = loc[0] if loc else "request"
+    if item.get("type") == "json_invalid":
+        # FastAPI locates a JSON syntax error at ("body", <character position>): not a field.
+        reason = item.get("ctx", {}).get("error", "malformed")
+        position = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return {"parameter": "body", "in": "body", "message": f"not valid JSON: {reason}{position}"}
+    if loc == ["body"] and isinstance(item.get("input"), bytes | str):
+        # A body that was not parsed as JSON at all: it came with another content type.
+        message = "the body must be a JSON object sent with Content-Type: application/json"
+        return {"parameter": "body", "in": "body", "message": message}
+    name = ".".join(loc[1:]) if len(loc) > 1 else where
+    return {"parameter": name, "in": where, "message": item.get("msg", "invalid value")}
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    details = []
-    for item in exc.errors():
-        loc = [str(part) for part in item.get("loc", ())]
-        where = loc[0] if loc else "request"
-        name = ".".join(loc[1:]) if len(loc) > 1 else where
-        details.append({"parameter": name, "in": where, "message": item.get("msg", "invalid value")})
-    return details
+    return [_validation_detail(item) for item in exc.errors()]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -150,7 +150,7 @@ class Settings(BaseSettings):
         Decimal("0.70"),
         ge=0,
         le=1,
-        description="share of completed partitions (0-1) above which a partial run auto-consolidates",
+        description="share of completed partitions (0-1) at or above which a partial run auto-consolidates",
     )
     auto_consolidation_delay_minutes: int = Field(5, ge=0, le=1440, description="minutes, an integer 0-1440")
     run_stall_minutes: int = Field(30, ge=1, le=10_080, description="minutes without progress, integer 1-10080")
@@ -164,7 +164,7 @@ class Settings(BaseSettings):
 
     # --- alerts and watermark mirror ---------------------------------------------------------
     alert_webhook_url: AnyHttpUrl | None = Field(
-        None, description="an https:// incoming-webhook URL (Slack/Teams); unset logs alerts only"
+        None, description="an http(s):// incoming-webhook URL (Slack/Teams); unset logs alerts only"
     )
     azure_storage_connection_string: SecretStr | None = Field(
         None, description="an Azure Storage connection string; set to mirror watermarks to Blob"

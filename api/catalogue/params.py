@@ -26,7 +26,12 @@ MAX_LIMIT: Final = 200
 DEFAULT_LIMIT: Final = 50
 # Past this many rows OFFSET paging gets slow; deeper pages use the keyset cursor.
 MAX_OFFSET: Final = 2000
-_DECIMAL: Final = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,4})?$")
+# Anything that reads as a number: parsing then says what is wrong with it (range, decimals).
+_NUMBER_TEXT: Final = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# Every numeric parameter is below 10^9 and needs at most 4 decimals (ratio, carats).
+_MAX_DIGITS: Final = 9
+_MAX_DECIMALS: Final = 4
+_DECIMAL_PATTERN: Final = rf"^[0-9]{{1,{_MAX_DIGITS}}}(\.[0-9]{{1,{_MAX_DECIMALS}}})?$"  # as OpenAPI states it
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
 
@@ -191,20 +196,22 @@ def parse_bool(name: str, raw: str) -> bool:
 
 
 def parse_int(name: str, raw: str, low: int, high: int) -> int:
-    if not re.fullmatch(r"[0-9]{1,9}", raw):
+    if not _NUMBER_TEXT.fullmatch(raw) or "." in raw:
         raise ParameterError(name, f"{raw!r} is not a whole number")
-    value = int(raw)
-    if not low <= value <= high:
+    # A number too long to be in range is refused before int() reads thousands of digits.
+    if len(raw.lstrip("-")) > _MAX_DIGITS or not low <= int(raw) <= high:
         raise ParameterError(name, f"must be between {low} and {high}")
-    return value
+    return int(raw)
 
 
 def _number(name: str, raw: str, spec: RangeSpec) -> Decimal:
-    if not _DECIMAL.fullmatch(raw) or (spec.integer and "." in raw):
+    if not _NUMBER_TEXT.fullmatch(raw) or (spec.integer and "." in raw):
         kind = "a whole number" if spec.integer else "a decimal number such as 1.25"
         raise ParameterError(name, f"{raw!r} is not {kind}")
-    value = Decimal(raw)
-    if not spec.minimum <= value <= spec.maximum:
+    whole, _, fraction = raw.lstrip("-").partition(".")
+    if len(fraction) > _MAX_DECIMALS:
+        raise ParameterError(name, f"{raw!r} has more than {_MAX_DECIMALS} decimal places")
+    if len(whole) > _MAX_DIGITS or not spec.minimum <= (value := Decimal(raw)) <= spec.maximum:
         raise ParameterError(name, f"must be between {spec.minimum} and {spec.maximum}")
     return value
 
@@ -329,7 +336,7 @@ def openapi_parameters(sort_keys: Sequence[str]) -> list[dict[str, Any]]:
         schema: dict[str, Any] = (
             {"type": "integer", "minimum": int(low), "maximum": int(high)}
             if range_spec.integer
-            else {"type": "string", "pattern": _DECIMAL.pattern}
+            else {"type": "string", "pattern": _DECIMAL_PATTERN}
         )
         for end in ("min", "max"):
             out.append(query(f"{range_spec.name}_{end}", schema, f"{end}imum {range_spec.description} (inclusive)"))

@@ -6,8 +6,9 @@ matches (measured: 1,000 matches of a colour/clarity/cut filter cost 22 ms, 313 
 colour D + FL 150 ms). So:
 - a first page that holds every match counts itself (exact, free);
 - otherwise the planner's estimate of the count and of the cost to count up to the cap decides:
-  within COUNT_COST_BUDGET the bounded count runs (exact up to `cap`; beyond, `cap` and estimated),
-  above it the planner's row estimate is returned, flagged estimated;
+  within COUNT_COST_BUDGET the bounded count runs (exact up to `cap`; beyond it, the planner's
+  estimate, at least cap + 1, flagged estimated), above it the planner's estimate is returned,
+  flagged estimated (and never below the matches already seen);
 - results are remembered per catalogue version and filter set, so later pages and other sorts of
   the same search cost nothing.
 """
@@ -88,7 +89,10 @@ async def _count(conn: AsyncConnection[Any], request: SearchRequest, cap: int, s
     statement = count_statement(request, cap)
     row = await (await conn.execute(statement.sql, statement.params, prepare=False)).fetchone()
     counted = int(row[0]) if row else 0
-    return Count(min(counted, cap), counted > cap)
+    if counted > cap:
+        # More than the cap match: the planner's estimate, which cannot be below what was counted.
+        return Count(max(int(rows), counted), True)
+    return Count(counted, False)
 
 
 async def search(

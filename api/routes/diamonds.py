@@ -35,8 +35,13 @@ class Pagination(BaseModel):
     page: int | None = Field(description="the page number when paging by page, else null")
     has_more: bool
     next_cursor: str | None = Field(description="pass as `cursor` to get the next page (keyset)")
-    total: int | None = Field(description="matching stones, counted up to the API's count limit")
-    total_estimated: bool = Field(description="true when more stones match than were counted")
+    total: int | None = Field(
+        description="matching stones: exact when total_estimated is false, else an estimate (null with count=false)"
+    )
+    total_estimated: bool = Field(
+        description="true when total is the database's estimate (too many matches to count quickly), "
+        "never below the stones already seen"
+    )
 
 
 class SearchPage(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from shared import grades
+from tests.api.conftest import Keys
 
 
 def test_openapi_publishes_operations_and_grade_enums(http: httpx.Client) -> None:
@@ -42,8 +43,14 @@ def test_docs_are_served_without_any_cdn(http: httpx.Client) -> None:
         assert http.get(asset).status_code == 200, asset
     redoc = http.get("/api/v2/docs/redoc")
     assert redoc.status_code == 200
-    assert "/api/v2/docs/assets/redoc.standalone.js" in redoc.text
     assert "fonts.googleapis" not in redoc.text
+    scripts = re.findall(r"""<script src=["']([^"']+)""", redoc.text)
+    assert scripts == ["/api/v2/docs/redoc.js"]
+    bundle = http.get(scripts[0])
+    assert bundle.status_code == 200
+    assert "createElement" in bundle.text  # the ReDoc bundle, not an error page
+    # The only asset the bundle itself fetched from the network was the Redocly logo on its CDN.
+    assert re.findall(r"https://cdn\.[^\s\"'`]+", bundle.text) == []
 
 
 def _envelope(response: httpx.Response) -> dict[str, Any]:
@@ -54,7 +61,7 @@ def _envelope(response: httpx.Response) -> dict[str, Any]:
     return error
 
 
-def test_every_error_uses_the_envelope(db: Any, http: httpx.Client) -> None:
+def test_every_error_uses_the_envelope(db: Any, keys: Keys, http: httpx.Client) -> None:
     assert _envelope(http.get("/api/v2/nothing"))["code"] == "not_found"
     wrong_method = http.delete("/api/v2/diamonds")
     assert wrong_method.status_code == 405
@@ -63,3 +70,21 @@ def test_every_error_uses_the_envelope(db: Any, http: httpx.Client) -> None:
     broken = http.post("/api/v2/pricing/rules", content=b"\xff{not json", headers={"Content-Type": "application/json"})
     assert broken.status_code == 422
     assert _envelope(broken)["details"][0]["parameter"] == "body"
+    # A JSON syntax error names the body (not the character position FastAPI locates it at)...
+    syntax = http.post("/api/v2/pricing/rules", content=b"{bad json", headers={"Content-Type": "application/json"})
+    assert syntax.status_code == 422
+    error = _envelope(syntax)
+    assert error["message"] == "invalid value for body"
+    assert error["details"] == [
+        {"parameter": "body", "in": "body", "message": error["details"][0]["message"]},
+    ]
+    assert error["details"][0]["message"].startswith("not valid JSON: ")
+    assert error["details"][0]["message"].endswith(" at character 1")
+    # ...and a body sent as another content type says so.
+    plain = http.post(
+        "/api/v2/pricing/rules",
+        content=b'{"priority": 1}',
+        headers={"Content-Type": "text/plain", "X-API-Key": keys.admin},
+    )
+    assert plain.status_code == 422
+    assert "Content-Type: application/json" in _envelope(plain)["details"][0]["message"]

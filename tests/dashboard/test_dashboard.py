@@ -357,7 +357,7 @@ async def test_catalogue_search_sort_load_more_and_csv_export(
     first = (await api.get("/diamonds", params=search)).json()["pagination"]
     matching = await all_stones(api, search)  # the oracle: every matching stone, walked by cursor
     assert len(matching) > 50, "the test catalogue should need more than one page"
-    counted = f"{'more than ' if first['total_estimated'] else ''}{first['total']:,} stones match"
+    counted = f"{'about ' if first['total_estimated'] else ''}{first['total']:,} stones match"
     form = page.get_by_test_id("search-form")
     await form.locator("select[name=shape]").select_option(["ROUND"])
     await form.locator("select[name=feed]").select_option([NATURAL])

@@ -145,7 +145,7 @@ export async function render(root, { query }) {
     state.rows.push(...response.data);
     tbody.append(...response.data.map(row));
     more.hidden = !response.pagination.has_more;
-    const total = state.total === null ? "" : `${state.estimated ? "more than " : ""}${fmt.int(state.total)} stones match · `;
+    const total = state.total === null ? "" : `${state.estimated ? "about " : ""}${fmt.int(state.total)} stones match · `;
     summary.textContent = `${total}showing ${fmt.int(state.rows.length)}`;
     // How long the page took in the browser (request, parsing, rendering): the load test reads it.
     results.dataset.pageMs = String(Math.round(performance.now() - started));
