@@ -55,7 +55,8 @@ def build_rule(values: Mapping[str, Any], rule_id: int | None = None) -> Pricing
         message = str(exc)
         mentioned = [(found.start(), name) for name in _EDITABLE if (found := re.search(rf"\b{name}\b", message))]
         field = min(mentioned)[1] if mentioned else "body"
-        raise ParameterError(field, message, location="body") from None
+        # The engine's message often starts with the field, which the error names already.
+        raise ParameterError(field, message.removeprefix(f"{field}: "), location="body") from None
     except TypeError as exc:  # a value of the wrong kind for the engine's checks
         raise ParameterError("body", str(exc), location="body") from None
 
@@ -103,6 +104,12 @@ async def _write(conn: Conn, change: Change) -> int:
             raise ConflictError(f"pricing rule {change.rule_id} is already inactive")
         await conn.execute("UPDATE pricing_rules SET active = false, updated_at = now() WHERE id = %s", (row["id"],))
         return int(row["id"])
+    if change.action == "update":
+        # The rule must exist and be live before the new values are judged (404, then 409, then 422).
+        assert change.rule_id is not None
+        existing = await _rule_row(conn, change.rule_id)
+        if not existing["active"]:
+            raise ConflictError(f"pricing rule {change.rule_id} is inactive; create a new rule instead")
     rule = build_rule(change.values or {}, change.rule_id)
     await _check_priority(conn, rule, change.rule_id)
     if change.action == "create":
@@ -114,9 +121,6 @@ async def _write(conn: Conn, change: Change) -> int:
         assert created is not None
         return int(created[0])
     assert change.rule_id is not None
-    existing = await _rule_row(conn, change.rule_id)
-    if not existing["active"]:
-        raise ConflictError(f"pricing rule {change.rule_id} is inactive; create a new rule instead")
     assignments = ", ".join(f"{name} = %s" for name in _EDITABLE)
     await conn.execute(
         f"UPDATE pricing_rules SET {assignments}, updated_at = now() WHERE id = %s", [*_values(rule), change.rule_id]

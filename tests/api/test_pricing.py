@@ -183,8 +183,22 @@ def test_replace_and_deactivate(
     assert [r["active"] for r in listed] == [False]
     assert http.delete(f"{RULES}/{rule['id']}", headers=_admin(keys)).status_code == 409
     assert http.delete(f"{RULES}/999999", headers=_admin(keys)).status_code == 404
+    # A rule that does not exist, or no longer applies, is said so before its new values are judged
+    # (these take a live rule's priority, which would otherwise be the complaint).
+    live = {**NATURAL_X2, "priority": 8}
+    assert http.post(RULES, params={"reprice": "false"}, json=live, headers=_admin(keys)).status_code == 201
+    missing = http.put(f"{RULES}/999999", params={"reprice": "false"}, json=live, headers=_admin(keys))
+    assert missing.status_code == 404, missing.text
+    inactive = http.put(f"{RULES}/{rule['id']}", params={"reprice": "false"}, json=live, headers=_admin(keys))
+    assert inactive.status_code == 409, inactive.text
+    refused = http.post(RULES, json={**NATURAL_X2, "shapes": ["ROUND", "BLOB"]}, headers=_admin(keys))
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert error["details"][0]["parameter"] == "shapes"
+    assert error["message"].startswith("invalid value for shapes: ")
+    assert not error["message"].startswith("invalid value for shapes: shapes")
     versions = sync_db.execute("SELECT count(*) FROM pricing_rule_versions").fetchone()
-    assert versions == (4,)  # the initial version, then create, replace and deactivate
+    assert versions == (5,)  # the initial version, then create, replace, deactivate and the live rule
 
 
 def test_a_change_while_a_job_is_running_is_refused_whole(

@@ -50,6 +50,9 @@ async def test_health_reports_database_and_migrations(api_url: str, db: Pool) ->
     assert body["migrations"] == "current"
     assert body["last_runs"]["nivoda-natural"]["status"] == "ingesting"
     assert body["last_runs"]["nivoda-labgrown"] is None
+    async with httpx.AsyncClient() as client:
+        probe = await client.head(f"{api_url}/api/health")
+    assert (probe.status_code, probe.content) == (200, b"")
 
 
 async def test_health_is_503_when_migrations_are_pending(api_url: str, db: Pool) -> None:
