@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from api.background import Background
 from api.errors import install_error_handlers
 from api.lru import Lru
 from api.routes import analytics, diamonds, health, heatmap, operations, pricing
+from api.routes.common import refuse_unknown_query
 from api.routes.dashboard import install_dashboard
 from api.routes.docs import install_docs
 from shared.bootstrap import Container, LazyContainer
@@ -67,12 +68,15 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.state.counts = Lru(4096)
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=GZIP_LEVEL)
+    # The catalogue search parses and checks its own query (api/catalogue/params.py); a probe's
+    # health check is not held to it.
+    checked = [Depends(refuse_unknown_query)]
     app.include_router(health.router)
     app.include_router(diamonds.router)
-    app.include_router(pricing.router)
-    app.include_router(analytics.router)
-    app.include_router(operations.router)
-    app.include_router(heatmap.router)
+    app.include_router(pricing.router, dependencies=checked)
+    app.include_router(analytics.router, dependencies=checked)
+    app.include_router(operations.router, dependencies=checked)
+    app.include_router(heatmap.router, dependencies=checked)
     install_docs(app)
     install_dashboard(app)
     return app

@@ -1,10 +1,17 @@
-"""Response pieces shared by the routers: the error envelope and its OpenAPI declaration."""
+"""Pieces shared by the routers: the error envelope and its OpenAPI declaration, and the refusal of
+query parameters an operation does not take."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Final
 
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+
+from api.errors import ParameterError
 
 
 class ErrorDetail(BaseModel):
@@ -39,3 +46,34 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 ERROR_RESPONSES: Final = responses(304, 401, 403, 404, 422)
 ADMIN_RESPONSES: Final = responses(401, 403, 404, 409, 422)
+
+
+def _query_names(dependant: Dependant) -> Iterator[str]:
+    for parameter in dependant.query_params:
+        yield parameter.alias
+    for dependency in dependant.dependencies:
+        yield from _query_names(dependency)
+
+
+_DECLARED: dict[int, frozenset[str]] = {}
+
+
+def declared_query_parameters(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route takes, its dependencies' included (computed once per route)."""
+    names = _DECLARED.get(id(route))
+    if names is None:
+        names = _DECLARED[id(route)] = frozenset(_query_names(route.dependant))
+    return names
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """A dependency: a query parameter the operation does not take is a 422. Ignoring it would
+    answer a typo (`?stauts=failed`) as if no filter had been asked for."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = declared_query_parameters(route)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = f"takes {', '.join(sorted(allowed))}" if allowed else "takes no query parameters"
+        raise ParameterError(unknown[0], f"unknown parameter; this operation {takes}")

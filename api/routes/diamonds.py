@@ -21,7 +21,7 @@ from api.catalogue.query import SORT_KEYS
 from api.catalogue.store import get_diamond, search
 from api.deps import get_container
 from api.errors import CACHE_CONTROL, NotModified
-from api.routes.common import ERROR_RESPONSES
+from api.routes.common import ERROR_RESPONSES, refuse_unknown_query
 from api.versions import catalogue_version
 from shared.bootstrap import Container
 from shared.errors import NotFoundError
@@ -104,6 +104,7 @@ async def search_diamonds(
 
 @router.get(
     "/{diamond_id}",
+    dependencies=[Depends(refuse_unknown_query)],
     summary="One live stone",
     response_model=None,
     responses={200: {"model": DiamondEnvelope}, **ERROR_RESPONSES},

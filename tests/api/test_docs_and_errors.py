@@ -88,3 +88,21 @@ def test_every_error_uses_the_envelope(db: Any, keys: Keys, http: httpx.Client) 
     )
     assert plain.status_code == 422
     assert "Content-Type: application/json" in _envelope(plain)["details"][0]["message"]
+
+
+def test_a_query_parameter_an_operation_does_not_take_is_refused(db: Any, keys: Keys, http: httpx.Client) -> None:
+    admin = {"X-API-Key": keys.admin}
+    typo = http.get("/api/v2/runs", params={"stauts": "failed"}, headers=admin)
+    assert typo.status_code == 422
+    error = _envelope(typo)
+    assert error["details"][0]["parameter"] == "stauts"
+    assert "takes " in error["message"]
+    assert "status" in error["message"]
+    assert http.get("/api/v2/runs", params={"status": "failed", "type": "full"}, headers=admin).status_code == 200
+    # Parameters of the operation's dependencies count as taken; none at all is said so.
+    assert http.get("/api/v2/analytics/inventory", params={"feed": "nivoda-natural"}, headers=admin).status_code == 200
+    bare = http.get("/api/v2/watermarks", params={"x": "1"}, headers=admin)
+    assert bare.status_code == 422
+    assert "takes no query parameters" in _envelope(bare)["message"]
+    one = http.get("/api/v2/diamonds/00000000-0000-0000-0000-000000000000", params={"fields": "x"}, headers=admin)
+    assert _envelope(one)["details"][0]["parameter"] == "fields"
