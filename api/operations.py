@@ -22,6 +22,8 @@ from shared.settings import Settings
 
 RUN_STATUSES: Final = ("planned", "ingesting", "consolidating", "completed", "skipped", "failed", "cancelled")
 STATUS_FILTERS: Final = (*RUN_STATUSES, "stalled", "active")
+# Most rows one request lists (runs, dead letters, error records), over HTTP and in `opus runs`.
+MAX_LIMIT: Final = 500
 
 _STALLED = """(r.status = 'ingesting' AND r.last_progress_at < now() - make_interval(mins => %(stall)s)
                OR r.status = 'failed' AND r.status_reason LIKE 'stalled%%')"""

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # A run can be reopened for retry while it has not published anything.
 _RETRYABLE = ("ingesting", "skipped", "failed")
+# Runs whose result stands: a forced consolidation has nothing to add to them.
+SETTLED = ("completed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ async def force_consolidation(container: Container, run_id: UUID, *, requested_b
         try:
             async with container.pool.connection() as conn, conn.transaction():
                 run = await load_run(conn, run_id, for_update=True)
-                if run.status in ("completed", "cancelled", "consolidating"):
+                if run.status in (*SETTLED, "consolidating"):
                     raise ConflictError(f"run {run_id} is {run.status}; nothing to force")
                 if run.status == "ingesting":
                     open_partitions = await load_partitions(conn, run_id, statuses=("pending", "running"))

@@ -17,6 +17,7 @@ from shared.db.database import database_target, ready_database
 from shared.db.embedded import EmbeddedPostgresError
 from shared.db.migrate import MigrationError
 from shared.errors import OpusError
+from shared.feed.errors import FeedError
 from shared.logs import configure_logging
 from shared.settings import Settings, SettingsError, get_settings
 
@@ -25,6 +26,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     SettingsError,
     MigrationError,
     EmbeddedPostgresError,
+    FeedError,
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -92,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # here, so that a closed pipe is noticed below and not at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (`opus ... | head -1`): stop quietly. Python flushes stdout again at
+        # exit, so point it at devnull first (see "Note on SIGPIPE" in the signal module's docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -102,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args, settings)
     except EXPECTED_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # One line even when the message quotes a response body (a feed's HTML error page, say).
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

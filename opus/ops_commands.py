@@ -14,7 +14,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from api.operations import MAX_LIMIT
 from fanin.lifecycle import TERMINAL_STATUSES
+from fanin.operations import SETTLED
+from shared.argtypes import int_range
 from shared.bootstrap import Container, open_container
 from shared.db.database import ready_database
 from shared.errors import InvalidRequestError, OpusError
@@ -243,9 +246,11 @@ def cmd_consolidate(args: argparse.Namespace, settings: Settings) -> int:
             async with container.pool.connection() as conn:
                 run = await load_run(conn, args.run)
             if run.status != "consolidating":
+                hint = (
+                    "nothing to consolidate" if run.status in SETTLED else "use --force to consolidate what it fetched"
+                )
                 raise InvalidRequestError(
-                    f"run {args.run} is {run.status} ({run.status_reason or 'no reason recorded'}); "
-                    "use --force to consolidate what it fetched"
+                    f"run {args.run} is {run.status} ({run.status_reason or 'no reason recorded'}); {hint}"
                 )
             message = Consolidate(
                 feed=run.feed, run_id=run.run_id, trace_id=run.trace_id, force=run.forced, requested_by="cli"
@@ -302,7 +307,7 @@ def register(commands: CommandRegistry) -> None:
     runs.add_argument(
         "--status", choices=("planned", "ingesting", "consolidating", "completed", "skipped", "failed", "cancelled")
     )
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--limit", type=int_range(1, MAX_LIMIT), default=20, help=f"at most this many (1-{MAX_LIMIT})")
 
     status = commands.add("run-status", cmd_run_status, "show a run and its partitions")
     status.add_argument("run", type=_run_id)

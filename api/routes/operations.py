@@ -33,7 +33,7 @@ StatusFilter = Literal[
     "planned", "ingesting", "consolidating", "completed", "skipped", "failed", "cancelled", "stalled", "active"
 ]
 RunId = Annotated[UUID, Path(description="the run's id")]
-Limit = Annotated[int, Query(ge=1, le=500)]
+Limit = Annotated[int, Query(ge=1, le=operations.MAX_LIMIT)]
 # PostgreSQL text cannot hold NUL characters: refuse them as bad input, not a database error.
 TEXT = r"^[^\x00]*$"
 Offset = Annotated[int, Query(ge=0, le=100_000)]

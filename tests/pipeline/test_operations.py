@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from api.operations import MAX_LIMIT
 from feedsim.embed import ThreadedSimulator
 from localhost.host import Host
 from scheduler.chain import wait_for_run
@@ -25,8 +26,9 @@ pytestmark = pytest.mark.xdist_group("pipeline")
 FEED = "nivoda-natural"
 
 
-async def opus(host: Host, *args: str) -> tuple[int, str, str]:
-    """Run the CLI as a user would, against the host's database and feed (without blocking the host)."""
+async def opus(host: Host, *args: str, **settings_env: str) -> tuple[int, str, str]:
+    """Run the CLI as a user would, against the host's database and feed (without blocking the host);
+    `settings_env` sets more of its settings (e.g. NIVODA_MAX_RETRIES="0")."""
     settings = host.settings
     env = {
         **os.environ,
@@ -35,6 +37,7 @@ async def opus(host: Host, *args: str) -> tuple[int, str, str]:
         "NIVODA_RATE_LIMIT_SCOPE": "process",
         "BUS_LOCK_DURATION_S": str(settings.bus_lock_duration_s),
         "MAX_WORKERS_FULL": str(settings.max_workers_full),
+        **settings_env,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "opus", *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -66,12 +69,37 @@ async def test_start_watch_list_and_inspect_a_run(
         code, out, _ = await opus(host, "run-status", str(run_id))
         assert code == 0
         assert "partition-0" in out
+        code, _, err = await opus(host, "consolidate", str(run_id))
+        assert code == 1
+        assert err.startswith(f"error: run {run_id} is completed (")
+        assert "--force" not in err, "forcing a completed run is refused: do not suggest it"
+        for limit in ("-1", "0", "99999999999999999999"):
+            code, _, err = await opus(host, "runs", "--limit", limit)
+            assert code == 2
+            assert err.splitlines()[-1] == f"opus runs: error: argument --limit: must be an integer 1-{MAX_LIMIT}"
         code, _, err = await opus(host, "start-run", "--feed", "nivoda-pink")
         assert code == 2
         assert "invalid choice: 'nivoda-pink'" in err
         code, _, err = await opus(host, "run-status", "not-a-uuid")
         assert code == 2
         assert "is not a run id" in err
+
+
+async def test_a_feed_failing_while_planning_is_one_line_of_error(
+    db: Pool, database_url: str, tmp_path: Path, simulator: ThreadedSimulator
+) -> None:
+    async with pipeline(pipeline_settings(database_url, tmp_path, simulator.endpoint)) as host:
+        await sim_control(simulator, "config", {"cdn_block_rate": 1.0})
+        try:
+            code, out, err = await opus(host, "start-run", "--feed", FEED, "--type", "full", NIVODA_MAX_RETRIES="0")
+        finally:
+            await sim_control(simulator, "config", {"cdn_block_rate": 0.0})
+    assert (code, out) == (1, "")
+    assert err.startswith("error: Nivoda authenticate failed after 1 attempt(s); last cause cdn_403: HTTP 403"), err
+    assert err.count("\n") == 1, err
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM run_metadata")
+        assert await cur.fetchone() == (0,), "a run that could not be planned is not recorded"
 
 
 async def test_failed_partitions_are_skipped_then_retried_to_completion(
