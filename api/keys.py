@@ -26,6 +26,7 @@ SCOPES: Final[tuple[Scope, ...]] = ("read", "admin")
 KEY_PREFIX: Final = "opus_"
 _PREFIX_LENGTH: Final = 12
 LOCAL_ADMIN_NAME: Final = "local-admin"
+MAX_NAME_LENGTH: Final = 100
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ async def create_key(pool: Pool, *, name: str, scopes: Iterable[str], expires_at
     name = name.strip()
     if not name:
         raise InvalidRequestError("a key needs a client name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequestError(f"a key's client name is at most {MAX_NAME_LENGTH} characters (got {len(name)})")
     if expires_at is not None and expires_at.tzinfo is None:
         raise InvalidRequestError("expiry must include a time zone")
     key = generate_key()

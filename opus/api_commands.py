@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from api.keys import SCOPES, ApiKeyInfo, create_key, list_keys, revoke_key
+from api.keys import MAX_NAME_LENGTH, SCOPES, ApiKeyInfo, create_key, list_keys, revoke_key
 from opus.cli import CommandRegistry
+from shared.argtypes import int_range
 from shared.db.database import ready_database
 from shared.db.pool import Pool, open_pool
 from shared.settings import Settings
+
+# A century is long enough for any key; far larger values overflow a date (a traceback, not an error).
+MAX_EXPIRES_DAYS = 36_500
 
 
 @asynccontextmanager
@@ -37,8 +41,14 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
 
 
+def _state(key: ApiKeyInfo, now: datetime) -> str:
+    if not key.active:
+        return "revoked"
+    return "expired" if key.expires_at is not None and key.expires_at < now else "active"
+
+
 def _describe(key: ApiKeyInfo) -> str:
-    state = "active" if key.active else "revoked"
+    state = _state(key, datetime.now(UTC))
     return (
         f"{key.id}  {key.key_prefix}…  {key.client_name:<20}  {','.join(key.scopes):<10}  {state:<7}  "
         f"expires {_when(key.expires_at)}  last used {_when(key.last_used_at)}"
@@ -79,23 +89,20 @@ def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return _with_pool(settings, action)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be at least 1 day")
-    return value
-
-
 def register(commands: CommandRegistry) -> None:
     parser = commands.add("api-key", cmd_list, "manage REST API keys (create, list, revoke)")
     sub = parser.add_subparsers(dest="api_key_command", metavar="ACTION")
     create = sub.add_parser("create", help="create a key and print it once")
-    create.add_argument("--name", required=True, help="client name, e.g. storefront")
+    create.add_argument(
+        "--name", required=True, help=f"client name, e.g. storefront (at most {MAX_NAME_LENGTH} characters)"
+    )
     create.add_argument("--scope", required=True, choices=SCOPES, help="read, or admin (implies read)")
-    create.add_argument("--expires-days", type=_positive_int, default=None, help="expire after N days")
+    create.add_argument(
+        "--expires-days",
+        type=int_range(1, MAX_EXPIRES_DAYS),
+        default=None,
+        help=f"expire after N days (1-{MAX_EXPIRES_DAYS})",
+    )
     create.set_defaults(handler=cmd_create)
     sub.add_parser("list", help="list keys (never shows the keys themselves)").set_defaults(handler=cmd_list)
     revoke = sub.add_parser("revoke", help="revoke a key by id or prefix")

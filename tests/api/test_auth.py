@@ -4,16 +4,20 @@ HMAC signatures (valid, expired, tampered, replayed, read-only client), key mana
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from api.auth import hmac_clients, sign
-from api.keys import create_key, ensure_local_admin_key, hash_key, revoke_key
+from api.keys import MAX_NAME_LENGTH, create_key, ensure_local_admin_key, hash_key, revoke_key
 from opus import cli
 from shared.db.pool import Pool
 from shared.settings import get_settings
@@ -174,3 +178,51 @@ def test_cli_create_list_revoke(
     assert cli.main(["api-key", "revoke", key[:12]]) == 1
     assert "already revoked" in capsys.readouterr().err
     assert cli.main(["api-key", "create", "--name", " ", "--scope", "read"]) == 1
+
+
+def test_cli_lists_an_expired_key_as_expired(
+    db: Pool, cli_env: None, sync_db: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("fresh", "lapsed", "withdrawn"):
+        assert cli.main(["api-key", "create", "--name", name, "--scope", "read", "--expires-days", "1"]) == 0
+    sync_db.execute("UPDATE api_keys SET expires_at = now() - interval '1 minute' WHERE client_name = 'lapsed'")
+    prefix = sync_db.execute("SELECT key_prefix FROM api_keys WHERE client_name = 'withdrawn'").fetchone()
+    assert prefix is not None
+    assert cli.main(["api-key", "revoke", prefix[0]]) == 0
+    capsys.readouterr()
+    assert cli.main(["api-key", "list"]) == 0
+    states = {line.split()[2]: line.split()[4] for line in capsys.readouterr().out.splitlines()}
+    assert states == {"fresh": "active", "lapsed": "expired", "withdrawn": "revoked"}
+
+
+def test_cli_refuses_an_expiry_beyond_a_date_and_an_overlong_name_in_one_line(
+    db: Pool, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["api-key", "create", "--name", "x", "--scope", "read", "--expires-days", "3000000"])
+    assert refused.value.code == 2
+    assert "argument --expires-days: must be an integer 1-36500" in capsys.readouterr().err
+    long_name = "n" * (MAX_NAME_LENGTH + 1)
+    assert cli.main(["api-key", "create", "--name", long_name, "--scope", "read"]) == 1
+    assert (
+        capsys.readouterr().err
+        == f"error: a key's client name is at most {MAX_NAME_LENGTH} characters (got {MAX_NAME_LENGTH + 1})\n"
+    )
+    assert cli.main(["api-key", "create", "--name", long_name[1:], "--scope", "read", "--expires-days", "36500"]) == 0
+
+
+def test_cli_stops_quietly_when_its_reader_goes_away(db: Pool, cli_env: None) -> None:
+    """`opus api-key create ... | head -1`: the rest of the output has nowhere to go; no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "opus", "api-key", "create", "--name", "piped", "--scope", "read"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (1, "")
