@@ -17,10 +17,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from feedsim.embed import ANNOUNCE_PREFIX, ENDPOINT_PATH, base_url, bind, make_server
 from feedsim.simulator import InventorySpec, SimConfig, Simulator
+from shared.argtypes import int_range
 from shared.settings import Settings, SettingsError, get_settings
 
 HELP = "serve the Nivoda feed simulator"
@@ -51,17 +52,10 @@ def _anchor_ms(value: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _stones(value: str) -> int:
-    count = int(value)
-    if not 0 <= count <= 1_000_000:
-        raise argparse.ArgumentTypeError("must be an integer 0-1000000")
-    return count
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     inventory = parser.add_argument_group("inventory")
     inventory.add_argument("--seed", type=int, help="inventory seed (default FEEDSIM_SEED, 42)")
-    inventory.add_argument("--stones", type=_stones, help="stones, 0-1000000 (default FEEDSIM_STONES)")
+    inventory.add_argument("--stones", type=int_range(0, 1_000_000), help="stones, 0-1000000 (default FEEDSIM_STONES)")
     inventory.add_argument(
         "--anchor-ms",
         type=_anchor_ms,
@@ -69,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     serving = parser.add_argument_group("serving")
     serving.add_argument("--host", help="interface to bind (default FEEDSIM_HOST, 127.0.0.1)")
-    serving.add_argument("--port", type=int, help="TCP port, 0 = any free port (default FEEDSIM_PORT)")
+    serving.add_argument("--port", type=int_range(0, 65_535), help="TCP port, 0 = any free port (default FEEDSIM_PORT)")
     serving.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     serving.add_argument(
         "--parent-pid",
@@ -117,10 +111,21 @@ def _resolve(args: argparse.Namespace, settings: Settings | None = None) -> tupl
     knobs = {name: given[name] for name in SimConfig.model_fields if given.get(name) is not None}
     try:
         config = SimConfig.model_validate(knobs)
-    except ValueError as exc:
-        raise SystemExit(f"feed-sim: invalid option: {exc}") from None
+    except ValidationError as exc:
+        # As argparse reports a bad option: one line, exit status 2.
+        print(f"feed-sim: error: {_invalid_options(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None
     spec = InventorySpec(seed=given["seed"], stones=given["stones"], anchor_ms=given.get("anchor_ms"))
     return spec, config, given["host"], given["port"]
+
+
+def _invalid_options(exc: ValidationError) -> str:
+    """Each rejected behaviour option with its value and what it accepts, on one line."""
+    problems = []
+    for error in exc.errors():
+        option = "--" + "-".join(str(part) for part in error["loc"]).replace("_", "-")
+        problems.append(f"{option} {error['input']} {error['msg'].removeprefix('Input ')}")
+    return "invalid option: " + "; ".join(problems)
 
 
 def run(args: argparse.Namespace, settings: Settings | None = None) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -388,6 +390,34 @@ def test_cli_parser_and_settings_defaults() -> None:
     opus = argparse.ArgumentParser(prog="opus")
     cli.register(CommandRegistry(opus.add_subparsers()))
     assert opus.parse_args(argv).handler is cli.run
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        (["--port", "99999"], "opus feed-sim: error: argument --port: must be an integer 0-65535"),
+        (
+            ["--latency-ms", "-5", "--error-rate", "2"],
+            "feed-sim: error: invalid option: --latency-ms -5.0 should be greater than or equal to 0; "
+            "--error-rate 2.0 should be less than or equal to 1",
+        ),
+        (
+            ["--latency-ms", "nan"],
+            "feed-sim: error: invalid option: --latency-ms nan should be greater than or equal to 0",
+        ),
+    ],
+    ids=["port", "two-knobs", "nan"],
+)
+def test_cli_refuses_a_bad_option_in_one_line_with_status_2(options: list[str], error: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "opus", "feed-sim", "--stones", "0", "--port", "0", *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == error
+    assert "Traceback" not in done.stderr
 
 
 def test_filters_read_prices_in_dollars_exactly(sim: SimControl, inventory: list[dict[str, Any]]) -> None:
