@@ -181,6 +181,23 @@ async def test_sign_in_refuses_a_bad_key_and_a_read_key_sees_why_admin_pages_ref
 
 
 # --- runs ---------------------------------------------------------------------------------------
+async def test_a_run_page_for_no_such_run_says_so_once_and_stops_asking(dashboard: Dashboard, keys: Keys) -> None:
+    page = dashboard.page
+    dashboard.allow(r"status of 404")
+    dashboard.allow(r"status of 422")
+    await dashboard.sign_in(keys.admin)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/v2/runs/" in request.url else None)
+    for run_id, answer in (("00000000-0000-4000-8000-000000000000", "404 not_found"), ("not-a-uuid", "422")):
+        asked.clear()
+        await dashboard.open(f"/runs/{run_id}")
+        await expect(page.get_by_role("alert")).to_contain_text(answer)
+        await page.wait_for_timeout(2500)  # the live page polls every second while it can
+        assert len(asked) == 1, asked
+        await expect(page.get_by_text("Loading…")).to_have_count(0)
+    dashboard.check_console()
+
+
 async def test_a_run_started_from_the_dashboard_progresses_live_to_completion(
     dashboard: Dashboard, keys: Keys, simulator: ThreadedSimulator, api: httpx.AsyncClient
 ) -> None:

@@ -162,7 +162,14 @@ export function render(root, { params, session }) {
 
   function restart() {
     stop();
-    stop = poll(load, LIVE_MS, (error) => status.replaceChildren(errorNotice(error)));
+    stop = poll(load, LIVE_MS, (error) => {
+      status.replaceChildren(errorNotice(error));
+      // No such run, or not a run id: asking again every second cannot change the answer.
+      if (error.status === 404 || error.status === 422) {
+        body.replaceChildren();
+        stop();
+      }
+    });
   }
 
   fill(root, h("p", {}, h("a", { href: "#/runs" }, "← Runs")), status, body);
