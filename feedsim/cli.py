@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from feedsim.embed import ANNOUNCE_PREFIX, ENDPOINT_PATH, base_url, bind, make_server
-from feedsim.simulator import InventorySpec, SimConfig, Simulator
+from feedsim.simulator import MAX_SEED, InventorySpec, SimConfig, Simulator
 from shared.argtypes import int_range
 from shared.settings import Settings, SettingsError, get_settings
 
@@ -54,7 +54,9 @@ def _anchor_ms(value: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     inventory = parser.add_argument_group("inventory")
-    inventory.add_argument("--seed", type=int, help="inventory seed (default FEEDSIM_SEED, 42)")
+    inventory.add_argument(
+        "--seed", type=int_range(0, MAX_SEED), help=f"inventory seed, 0-{MAX_SEED} (default FEEDSIM_SEED, 42)"
+    )
     inventory.add_argument("--stones", type=int_range(0, 1_000_000), help="stones, 0-1000000 (default FEEDSIM_STONES)")
     inventory.add_argument(
         "--anchor-ms",

@@ -58,7 +58,8 @@ _GROUND_TRUTH_COLUMNS: Final = (
 class SimConfig(BaseModel):
     """Knobs that can change while the simulator runs (CLI flags, POST /_sim/config)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Infinity passes ge=0 but is no latency (nor a rate) anyone can wait for.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     latency_ms: float = Field(0.0, ge=0, description="added to every response")
     jitter_ms: float = Field(0.0, ge=0, description="uniform random extra latency, 0..jitter")
@@ -73,6 +74,10 @@ class SimConfig(BaseModel):
     hang_s: float = Field(120.0, gt=0, description="how long a 'timeout' request hangs")
     username: str = "sim-user"
     password: str = "sim-password"
+
+
+# The inventory is keyed by the seed's 64 bits (feedsim/ids.py); numpy refuses negative seeds.
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)

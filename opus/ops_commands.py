@@ -21,6 +21,7 @@ from shared.argtypes import int_range
 from shared.bootstrap import Container, open_container
 from shared.db.database import ready_database
 from shared.errors import InvalidRequestError, OpusError
+from shared.runs import Conn, RunRecord, load_partitions
 from shared.settings import FEED_VARIANTS, Settings
 
 if TYPE_CHECKING:
@@ -230,6 +231,17 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(go())
 
 
+async def _not_consolidating_hint(conn: Conn, run: RunRecord) -> str:
+    """What to do about a run that is not ready to consolidate (`--force` only where it applies)."""
+    if run.status in SETTLED:
+        return "nothing to consolidate"
+    if run.status in ("planned", "ingesting"):
+        fetching = await load_partitions(conn, run.run_id, statuses=("pending", "running"))
+        if fetching:
+            return f"{len(fetching)} partition(s) still fetching: wait for them, or cancel the run"
+    return "use --force to consolidate what it fetched"
+
+
 def cmd_consolidate(args: argparse.Namespace, settings: Settings) -> int:
     from consolidator.service import consolidate
     from fanin.operations import force_consolidation
@@ -245,13 +257,11 @@ def cmd_consolidate(args: argparse.Namespace, settings: Settings) -> int:
                 await evaluate_run(container, args.run)
             async with container.pool.connection() as conn:
                 run = await load_run(conn, args.run)
-            if run.status != "consolidating":
-                hint = (
-                    "nothing to consolidate" if run.status in SETTLED else "use --force to consolidate what it fetched"
-                )
-                raise InvalidRequestError(
-                    f"run {args.run} is {run.status} ({run.status_reason or 'no reason recorded'}); {hint}"
-                )
+                if run.status != "consolidating":
+                    hint = await _not_consolidating_hint(conn, run)
+                    raise InvalidRequestError(
+                        f"run {args.run} is {run.status} ({run.status_reason or 'no reason recorded'}); {hint}"
+                    )
             message = Consolidate(
                 feed=run.feed, run_id=run.run_id, trace_id=run.trace_id, force=run.forced, requested_by="cli"
             )

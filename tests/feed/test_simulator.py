@@ -403,10 +403,15 @@ def test_cli_parser_and_settings_defaults() -> None:
         ),
         (
             ["--latency-ms", "nan"],
-            "feed-sim: error: invalid option: --latency-ms nan should be greater than or equal to 0",
+            "feed-sim: error: invalid option: --latency-ms nan should be a finite number",
         ),
+        (
+            ["--latency-ms", "inf"],
+            "feed-sim: error: invalid option: --latency-ms inf should be a finite number",
+        ),
+        (["--seed", "-5"], "opus feed-sim: error: argument --seed: must be an integer 0-9223372036854775807"),
     ],
-    ids=["port", "two-knobs", "nan"],
+    ids=["port", "two-knobs", "nan", "inf", "seed"],
 )
 def test_cli_refuses_a_bad_option_in_one_line_with_status_2(options: list[str], error: str) -> None:
     done = subprocess.run(

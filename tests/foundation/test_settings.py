@@ -43,6 +43,9 @@ def test_an_empty_string_is_not_silently_a_number(monkeypatch: pytest.MonkeyPatc
         ("LOG_LEVEL", "LOUD", "one of DEBUG, INFO, WARNING, ERROR"),
         ("FULL_RUN_START_DATE", "2000-01-01T00:00:00", "time zone"),
         ("NIVODA_ENDPOINT", "not a url", "NIVODA_ENDPOINT"),
+        ("FEEDSIM_SEED", "-5", "an integer seed 0-"),
+        ("FEEDSIM_LATENCY_MS", "inf", "a number >= 0"),
+        ("MAPPING_ERROR_ALERT_RATIO", "NaN", "share of unmappable items"),
     ],
 )
 def test_invalid_values_fail_fast_naming_the_setting(

@@ -83,6 +83,20 @@ async def test_start_watch_list_and_inspect_a_run(
         code, _, err = await opus(host, "run-status", "not-a-uuid")
         assert code == 2
         assert "is not a run id" in err
+    # A run whose partitions are still fetching (the host stopped): waiting is the advice, not --force.
+    async with db.connection() as conn:
+        await conn.execute(
+            """UPDATE run_metadata SET status = 'ingesting', completed_at = NULL, watermark_advanced = false
+               WHERE run_id = %s""",
+            (run_id,),
+        )
+        await conn.execute(
+            "UPDATE partition_progress SET status = 'running', completed_at = NULL WHERE run_id = %s", (run_id,)
+        )
+    code, _, err = await opus(host, "consolidate", str(run_id))
+    assert code == 1
+    assert "still fetching" in err
+    assert "--force" not in err
 
 
 async def test_a_feed_failing_while_planning_is_one_line_of_error(
