@@ -20,7 +20,6 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from consolidator.mapper import MappingFailure, map_item
 from consolidator.payload import decode_item
@@ -152,11 +151,11 @@ async def drain(container: Container, run: RunRecord, rules: RuleSet) -> DrainSt
 
 
 def _map_batch(
-    claimed: list[tuple[str, str, Any]], run: RunRecord, rules: RuleSet, labgrown: bool
+    claimed: list[tuple[str, str]], run: RunRecord, rules: RuleSet, labgrown: bool
 ) -> tuple[list[bytes], list[ErrorRecord]]:
     rows = []
     failures = []
-    for supplier_stone_id, payload, _ in claimed:
+    for supplier_stone_id, payload in claimed:
         mapped = map_item(decode_item(payload), feed=run.feed, labgrown=labgrown)
         if isinstance(mapped, MappingFailure):
             failures.append(

@@ -57,14 +57,14 @@ WITH claimed AS (
     WHERE ctid = ANY(ARRAY(
         SELECT ctid FROM raw_pending WHERE feed = %(feed)s LIMIT %(limit)s FOR UPDATE SKIP LOCKED
     ))
-    RETURNING supplier_stone_id, run_id
+    RETURNING supplier_stone_id
 )
-SELECT r.supplier_stone_id, r.payload, c.run_id
+SELECT r.supplier_stone_id, r.payload
 FROM claimed c JOIN raw_diamonds_nivoda r ON r.feed = %(feed)s AND r.supplier_stone_id = c.supplier_stone_id
 """
 
 
-async def claim_pending(conn: Conn, feed: str, limit: int) -> list[tuple[str, str, UUID]]:
+async def claim_pending(conn: Conn, feed: str, limit: int) -> list[tuple[str, str]]:
     """Claim up to `limit` pending raw rows of a feed (in the caller's transaction)."""
     cur = await conn.execute(_CLAIM, {"feed": feed, "limit": limit}, prepare=True)
     return list(await cur.fetchall())
