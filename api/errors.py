@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from shared.errors import (
     ConflictError,
@@ -96,6 +97,19 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [_validation_detail(item) for item in exc.errors()]
 
 
+_METHODS: Final = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route fully matches for this path (routers nest, so each is asked)."""
+    routes: list[BaseRoute] = request.app.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -104,7 +118,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "validation_error", f"invalid value for {names}", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:
             # FastAPI's "error parsing the body" (not JSON, not UTF-8): a validation error of the body.
             detail = [{"parameter": "body", "in": "body", "message": str(exc.detail)}]
@@ -115,6 +129,9 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(exc.status_code, code, str(exc.detail))
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route whose path matched; the resource has all.
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
 
     @app.exception_handler(OpusError)
