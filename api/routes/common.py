@@ -30,6 +30,7 @@ def _error(description: str) -> dict[str, Any]:
 
 _ALL: Final[dict[int | str, dict[str, Any]]] = {
     304: {"description": "not modified (If-None-Match matched the current ETag)"},
+    400: _error("the request cannot be carried out as asked (the message says why)"),
     401: _error("missing, invalid, expired or revoked credentials"),
     403: _error("the credentials lack the scope this operation needs"),
     404: _error("not found"),
@@ -41,7 +42,8 @@ _ALL: Final[dict[int | str, dict[str, Any]]] = {
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: _ALL[code] for code in codes}
+    """The error statuses an operation declares; 503 always: every operation needs the database."""
+    return {code: _ALL[code] for code in sorted({*codes, 503})}
 
 
 ERROR_RESPONSES: Final = responses(304, 401, 403, 404, 422)

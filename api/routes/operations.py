@@ -299,7 +299,10 @@ async def get_dead_letters(
 
 
 @router.post(
-    "/dead-letters/{dead_letter_id}/replay", status_code=202, response_model=ReplayedEnvelope, responses=ADMIN_RESPONSES
+    "/dead-letters/{dead_letter_id}/replay",
+    status_code=202,
+    response_model=ReplayedEnvelope,
+    responses={**ADMIN_RESPONSES, **responses(400)},
 )
 async def post_replay(
     dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)],

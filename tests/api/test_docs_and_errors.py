@@ -32,6 +32,10 @@ def test_openapi_publishes_operations_and_grade_enums(http: httpx.Client) -> Non
     assert search["fancy_intensity"]["schema"]["items"]["enum"] == list(grades.FANCY_INTENSITIES)
     assert "price" in search["sort"]["schema"]["enum"]
     assert document["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    # Every operation needs the database, so any can answer 503; a dead letter may not be replayable (400).
+    operations = [op for methods in paths.values() for op in methods.values()]
+    assert all("503" in op["responses"] for op in operations)
+    assert "400" in paths["/api/v2/dead-letters/{dead_letter_id}/replay"]["post"]["responses"]
 
 
 def test_docs_are_served_without_any_cdn(http: httpx.Client) -> None:
