@@ -108,6 +108,8 @@ async def watch(container: Container, run_id: uuid.UUID) -> str:
             speeds = ((state["stones"] - last["stones"]) / elapsed, (state["pages"] - last["pages"]) / elapsed)
             live.update(_progress_table(run_id, state, *speeds))
             last, last_t = state, now
+    if not console.is_terminal:
+        console.line()  # off a terminal, Live leaves its last frame without a line end
     status: str = last["status"]
     return status
 
@@ -307,10 +309,11 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(commands: CommandRegistry) -> None:
     start = commands.add("start-run", cmd_start_run, "plan a run and send its work (needs `opus run`)")
-    start.add_argument("--feed", choices=FEED_VARIANTS, help="the feed to run (default: the first of FEEDS)")
+    which = start.add_mutually_exclusive_group()
+    which.add_argument("--feed", choices=FEED_VARIANTS, help="the feed to run (default: the first of FEEDS)")
+    which.add_argument("--all", action="store_true", help="run every feed of FEEDS in turn, waiting for each")
     start.add_argument("--type", choices=("full", "incremental"), help="default: incremental when a watermark exists")
     start.add_argument("--wait", action="store_true", help="show live progress until the run ends")
-    start.add_argument("--all", action="store_true", help="run every feed of FEEDS in turn, waiting for each")
 
     runs = commands.add("runs", cmd_runs, "list recent runs")
     runs.add_argument("--feed", choices=FEED_VARIANTS)

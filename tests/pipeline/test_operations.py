@@ -59,7 +59,8 @@ async def test_start_watch_list_and_inspect_a_run(
     async with pipeline(pipeline_settings(database_url, tmp_path, simulator.endpoint)) as host:
         code, out, err = await opus(host, "start-run", "--feed", FEED, "--type", "full", "--wait")
         assert code == 0, err
-        assert "completed" in out
+        assert out.splitlines()[-1].startswith("run ")  # its own line, after the last progress frame
+        assert out.splitlines()[-1].endswith(" completed")
         code, out, _ = await opus(host, "runs")
         assert code == 0
         async with db.connection() as conn:
@@ -77,6 +78,9 @@ async def test_start_watch_list_and_inspect_a_run(
             code, _, err = await opus(host, "runs", "--limit", limit)
             assert code == 2
             assert err.splitlines()[-1] == f"opus runs: error: argument --limit: must be an integer 1-{MAX_LIMIT}"
+        code, _, err = await opus(host, "start-run", "--all", "--feed", FEED)
+        assert code == 2
+        assert "not allowed with argument" in err
         code, _, err = await opus(host, "start-run", "--feed", "nivoda-pink")
         assert code == 2
         assert "invalid choice: 'nivoda-pink'" in err
