@@ -11,6 +11,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from api.background import Background
 from api.errors import install_error_handlers
 from api.lru import Lru
+from api.openapi import install_openapi
 from api.routes import analytics, diamonds, health, heatmap, operations, pricing
 from api.routes.common import refuse_unknown_query
 from api.routes.dashboard import install_dashboard
@@ -77,6 +78,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.include_router(analytics.router, dependencies=checked)
     app.include_router(operations.router, dependencies=checked)
     app.include_router(heatmap.router, dependencies=checked)
+    install_openapi(app)
     install_docs(app)
     install_dashboard(app)
     return app

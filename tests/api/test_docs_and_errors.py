@@ -32,6 +32,12 @@ def test_openapi_publishes_operations_and_grade_enums(http: httpx.Client) -> Non
     assert search["fancy_intensity"]["schema"]["items"]["enum"] == list(grades.FANCY_INTENSITIES)
     assert "price" in search["sort"]["schema"]["enum"]
     assert document["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    # HMAC is offered wherever a key is: all three headers together, or the key.
+    hmac = {"HmacClientId": [], "HmacTimestamp": [], "HmacSignature": []}
+    assert paths["/api/v2/diamonds"]["get"]["security"] == [{"APIKeyHeader": []}, hmac]
+    schemes = document["components"]["securitySchemes"]
+    assert [schemes[name]["name"] for name in hmac] == ["X-Client-Id", "X-Timestamp", "X-Signature"]
+    assert "security" not in paths["/api/health"]["get"]
     # Every operation needs the database, so any can answer 503; a dead letter may not be replayable (400).
     operations = [op for methods in paths.values() for op in methods.values()]
     assert all("503" in op["responses"] for op in operations)
