@@ -180,7 +180,9 @@ class Settings(BaseSettings):
         default_factory=dict, description='a JSON object {"client-id": "secret", ...}'
     )
     hmac_tolerance_s: int = Field(300, ge=1, le=3600, description="seconds, an integer 1-3600")
-    api_search_count_limit: int = Field(10_000, ge=100, description="an integer >= 100")
+    api_search_count_limit: int = Field(
+        10_000, ge=100, description="matches a search counts exactly (beyond, an estimate), an integer >= 100"
+    )
 
     @field_validator(
         "applicationinsights_connection_string",
