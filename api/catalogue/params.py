@@ -199,9 +199,9 @@ def parse_int(name: str, raw: str, low: int, high: int) -> int:
     if not _NUMBER_TEXT.fullmatch(raw) or "." in raw:
         raise ParameterError(name, f"{raw!r} is not a whole number")
     # A number too long to be in range is refused before int() reads thousands of digits.
-    if len(raw.lstrip("-")) > _MAX_DIGITS or not low <= int(raw) <= high:
+    if len(raw.lstrip("-")) > _MAX_DIGITS or not low <= (value := int(raw)) <= high:
         raise ParameterError(name, f"must be between {low} and {high}")
-    return int(raw)
+    return value
 
 
 def _number(name: str, raw: str, spec: RangeSpec) -> Decimal:

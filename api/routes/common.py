@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any, Final
+from weakref import finalize
 
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
@@ -57,6 +58,8 @@ def _query_names(dependant: Dependant) -> Iterator[str]:
         yield from _query_names(dependency)
 
 
+# By id (routes are unhashable); an entry leaves with its route, so a later route given the same id
+# (tests build many apps) never finds another's names.
 _DECLARED: dict[int, frozenset[str]] = {}
 
 
@@ -65,6 +68,7 @@ def declared_query_parameters(route: APIRoute) -> frozenset[str]:
     names = _DECLARED.get(id(route))
     if names is None:
         names = _DECLARED[id(route)] = frozenset(_query_names(route.dependant))
+        finalize(route, _DECLARED.pop, id(route), None)
     return names
 
 
