@@ -33,7 +33,7 @@ def test_openapi_publishes_operations_and_grade_enums(http: httpx.Client) -> Non
     assert "price" in search["sort"]["schema"]["enum"]
     assert document["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     # HMAC is offered wherever a key is: all three headers together, or the key.
-    hmac = {"HmacClientId": [], "HmacTimestamp": [], "HmacSignature": []}
+    hmac: dict[str, list[str]] = {"HmacClientId": [], "HmacTimestamp": [], "HmacSignature": []}
     assert paths["/api/v2/diamonds"]["get"]["security"] == [{"APIKeyHeader": []}, hmac]
     schemes = document["components"]["securitySchemes"]
     assert [schemes[name]["name"] for name in hmac] == ["X-Client-Id", "X-Timestamp", "X-Signature"]
