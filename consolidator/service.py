@@ -25,7 +25,7 @@ from consolidator.mapper import MappingFailure, map_item
 from consolidator.payload import decode_item
 from consolidator.pricing import RuleSet, price
 from consolidator.rules_store import pinned_ruleset
-from consolidator.writer import MergeCounts, claim_pending, merge_rows, soft_delete, staged_row
+from consolidator.writer import MergeCounts, claim_pending, merge_rows, requeue_returned, soft_delete, staged_row
 from shared.alerts import Alert, record_alert
 from shared.bootstrap import Container
 from shared.error_records import ErrorRecord, record_errors
@@ -49,10 +49,12 @@ class DrainStats:
     processed: int = 0
     errors: int = 0
     merged: MergeCounts = field(default_factory=MergeCounts)
+    unlisted: int = 0  # live stones deleted because their item no longer maps
 
-    def add(self, processed: int, errors: int, counts: MergeCounts) -> None:
+    def add(self, processed: int, errors: int, counts: MergeCounts, unlisted: int) -> None:
         self.processed += processed
         self.errors += errors
+        self.unlisted += unlisted
         m = self.merged
         self.merged = MergeCounts(
             m.inserted + counts.inserted,
@@ -107,6 +109,9 @@ async def _consolidate_owned(container: Container, run: RunRecord) -> Consolidat
             (run.run_id,),
         )
         counts = await partition_counts(conn, run.run_id)
+        returned = await requeue_returned(conn, run.feed, run.run_id)
+    if returned:
+        log.info("%d deleted stones are back in the feed: queued to be restored", returned)
     rules = await _rules(container, run)
     stats = await drain(container, run, rules)
     ingestion_complete = counts.expected > 0 and counts.completed == counts.expected
@@ -115,7 +120,7 @@ async def _consolidate_owned(container: Container, run: RunRecord) -> Consolidat
     if run.run_type == "full" and advance:
         gone = await confirm_gone(container, run)
         more = await drain(container, run, rules)
-        stats.add(more.processed, more.errors, more.merged)
+        stats.add(more.processed, more.errors, more.merged, more.unlisted)
     return await finalise(container, run, rules, stats, gone, advance=advance)
 
 
@@ -134,18 +139,23 @@ async def drain(container: Container, run: RunRecord, rules: RuleSet) -> DrainSt
                 rows, failures = _map_batch(claimed, run, rules, labgrown)
                 merged = await merge_rows(conn, rows, run.run_id)
                 await record_errors(conn, failures)
-                await _count(conn, run, len(claimed), len(failures), merged)
-            stats.add(len(claimed), len(failures), merged)
+                # A live stone whose item no longer maps (it lost its video, say) is not listable: left
+                # as it was, its price and availability would go stale. Restored once it maps again.
+                unmappable = [f.supplier_stone_id for f in failures if f.supplier_stone_id is not None]
+                unlisted = await soft_delete(conn, run.feed, unmappable, run.run_id)
+                await _count(conn, run, len(claimed), len(failures), merged, unlisted)
+            stats.add(len(claimed), len(failures), merged, unlisted)
 
     await asyncio.gather(*(loop() for _ in range(PIPELINE_DEPTH)))
     if stats.processed:
         log.info(
-            "consolidated %d raw rows: %d new, %d updated, %d unchanged, %d unmappable",
+            "consolidated %d raw rows: %d new, %d updated, %d unchanged, %d unmappable (%d live ones unlisted)",
             stats.processed,
             stats.merged.inserted,
             stats.merged.updated,
             stats.merged.unchanged,
             stats.errors,
+            stats.unlisted,
         )
     return stats
 
@@ -173,14 +183,15 @@ def _map_batch(
     return rows, failures
 
 
-async def _count(conn: Conn, run: RunRecord, processed: int, errors: int, merged: MergeCounts) -> None:
+async def _count(conn: Conn, run: RunRecord, processed: int, errors: int, merged: MergeCounts, unlisted: int) -> None:
     await conn.execute(
         """UPDATE run_metadata SET consolidation_processed = consolidation_processed + %s,
                consolidation_errors = consolidation_errors + %s, diamonds_inserted = diamonds_inserted + %s,
                diamonds_updated = diamonds_updated + %s, diamonds_unchanged = diamonds_unchanged + %s,
-               diamonds_restored = diamonds_restored + %s, updated_at = now()
+               diamonds_restored = diamonds_restored + %s, diamonds_deleted = diamonds_deleted + %s,
+               updated_at = now()
            WHERE run_id = %s""",
-        (processed, errors, merged.inserted, merged.updated, merged.unchanged, merged.restored, run.run_id),
+        (processed, errors, merged.inserted, merged.updated, merged.unchanged, merged.restored, unlisted, run.run_id),
     )
 
 
@@ -230,7 +241,7 @@ async def finalise(
                 break
         # Rows still pending: another consolidator's batch is in flight, or rows arrived late.
         more = await drain(container, run, rules)
-        stats.add(more.processed, more.errors, more.merged)
+        stats.add(more.processed, more.errors, more.merged, more.unlisted)
         if more.processed == 0:
             await asyncio.sleep(0.2)
     async with container.pool.connection() as conn:

@@ -123,6 +123,23 @@ async def merge_rows(conn: Conn, rows: Sequence[bytes], run_id: UUID) -> MergeCo
     return MergeCounts(inserted, updated, len(rows) - inserted - updated, restored)
 
 
+# A stone re-listed with the very payload it had is not queued by the raw upsert (its hash has not
+# changed), so a deleted stone the run saw in the feed is queued here; the merge restores it.
+_REQUEUE_RETURNED = """
+INSERT INTO raw_pending (feed, supplier_stone_id, run_id)
+SELECT d.feed, d.supplier_stone_id, %(run)s FROM diamonds d
+WHERE d.feed = %(feed)s AND d.status = 'deleted'
+  AND EXISTS (SELECT 1 FROM run_seen_stones s WHERE s.run_id = %(run)s AND s.supplier_stone_id = d.supplier_stone_id)
+ON CONFLICT (feed, supplier_stone_id) DO NOTHING
+"""
+
+
+async def requeue_returned(conn: Conn, feed: str, run_id: UUID) -> int:
+    """Queue for consolidation the deleted stones of a feed that the run saw in it; return how many."""
+    cur = await conn.execute(_REQUEUE_RETURNED, {"feed": feed, "run": run_id})
+    return cur.rowcount
+
+
 async def soft_delete(conn: Conn, feed: str, supplier_stone_ids: Sequence[str], run_id: UUID) -> int:
     """Mark live stones deleted (confirmed gone from the feed), with history rows."""
     if not supplier_stone_ids:

@@ -157,6 +157,45 @@ async def test_full_run_then_churn_incremental_and_full_keep_the_catalogue_true(
         assert not wrongly, f"stones still in the feed were deleted: {wrongly[:5]}"
         assert await watermark(db) == full.updated_to
 
+        # 4. Stones deleted from the catalogue that the feed lists again exactly as they were (their raw
+        # payload unchanged, so ingestion queues nothing): the next full run restores them.
+        relisted = sorted(sid for sid, e in stored.items() if e["status"] == "active")[:3]
+        async with db.connection() as conn:
+            await conn.execute(
+                "UPDATE diamonds SET status = 'deleted', deleted_at = now() WHERE supplier_stone_id = ANY(%s)",
+                (relisted,),
+            )
+        again = await run_feed(host, "full")
+        assert again.status == "completed"
+        stored = await catalogue(db)
+        assert [stored[sid]["status"] for sid in relisted] == ["active"] * 3
+        async with db.connection() as conn:
+            cur = await conn.execute(
+                """SELECT count(*) FROM diamond_history h JOIN diamonds d ON d.id = h.diamond_id
+                   WHERE h.run_id = %s AND h.change = 'restored' AND d.supplier_stone_id = ANY(%s)""",
+                (again.run_id, relisted),
+            )
+            assert await cur.fetchone() == (3,)
+
+        # 5. A live stone whose refreshed item no longer maps (it lost its video) leaves the live
+        # catalogue with the run's error record, rather than keeping a price and availability gone stale.
+        lost = relisted[0]
+        async with db.connection() as conn:
+            await conn.execute(
+                """UPDATE raw_diamonds_nivoda SET payload = (payload::jsonb #- '{diamond,video}'
+                       #- '{diamond,certificate,v360}' #- '{diamond,v360}' #- '{diamond,supplier_video_link}')::text
+                   WHERE feed = %s AND supplier_stone_id = %s""",
+                (FEED, lost),
+            )
+            await conn.execute(
+                "INSERT INTO raw_pending (feed, supplier_stone_id, run_id) VALUES (%s, %s, %s)",
+                (FEED, lost, again.run_id),
+            )
+        later = await run_feed(host, "incremental")
+        assert later.status == "completed"
+        assert (await catalogue(db))[lost]["status"] == "deleted"
+        assert lost in await unmappable(db)
+
 
 async def reset_consolidation(pool: Pool, run_id: Any) -> None:
     """Put the run back to 'consolidating' with every raw row pending and an empty catalogue."""
