@@ -19,7 +19,7 @@ from shared.bus.port import publish
 from shared.logs import log_context
 from shared.messages import Consolidate
 from shared.raw_store import forget_seen
-from shared.runs import RunRecord, load_run, run_snapshot
+from shared.runs import Conn, RunRecord, load_run, run_snapshot
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,10 +128,40 @@ async def _close_run(container: Container, run: RunRecord, decision: Decision) -
     return True
 
 
+async def _stalled_consolidations(conn: Conn, stall_minutes: int) -> list[tuple[UUID, int]]:
+    """Consolidations that started and then made no progress for the stall window: their message
+    was dead-lettered (the feed failed on every delivery, say) or their process died for good.
+    Consolidating resumes where it stopped, so the request is simply sent again, with an alert;
+    marking the run as touched spaces the next attempt by another window."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            """UPDATE run_metadata SET updated_at = now()
+               WHERE status = 'consolidating' AND consolidation_started_at IS NOT NULL
+                 AND updated_at < now() - make_interval(mins => %s)
+               RETURNING run_id, feed, floor(extract(epoch FROM now()))::bigint""",
+            (stall_minutes,),
+        )
+        stalled = await cur.fetchall()
+        for run_id, feed, _ in stalled:
+            await record_alert(
+                conn,
+                Alert(
+                    "consolidation_failed",
+                    "warning",
+                    f"Consolidation stalled: {feed}",
+                    f"run {run_id} made no consolidation progress for {stall_minutes} minutes "
+                    "(see the dead letters and the log); its consolidation was requested again",
+                    run_id,
+                    feed,
+                ),
+            )
+    return [(run_id, stamp) for run_id, _, stamp in stalled]
+
+
 async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
     """Evaluate every ingesting run (catches stalls and due auto-consolidations), resend
-    consolidation requests that were recorded but never picked up, and drop the seen-sets of
-    finished runs."""
+    consolidation requests that were recorded but never picked up or whose consolidation stopped
+    making progress, and drop the seen-sets of finished runs."""
     async with container.pool.connection() as conn:
         cur = await conn.execute("SELECT run_id FROM run_metadata WHERE status = 'ingesting' ORDER BY started_at")
         ingesting = [row[0] for row in await cur.fetchall()]
@@ -140,7 +170,8 @@ async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
                WHERE status = 'consolidating' AND consolidation_started_at IS NULL
                  AND consolidation_requested_at < now() - interval '2 minutes'"""
         )
-        unclaimed = [row[0] for row in await cur.fetchall()]
+        unclaimed = [(row[0], 0) for row in await cur.fetchall()]
+        unclaimed += await _stalled_consolidations(conn, container.settings.run_stall_minutes)
         # A skipped or failed run may still be retried, so its set is kept for a day.
         cur = await conn.execute(
             """SELECT run_id FROM run_metadata r
@@ -151,13 +182,18 @@ async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
         if finished:
             await forget_seen(conn, finished)
     results = [(run_id, await evaluate_run(container, run_id)) for run_id in ingesting]
-    for run_id in unclaimed:
+    for run_id, resend in unclaimed:
         async with container.pool.connection() as conn:
             run = await load_run(conn, run_id)
         await publish(
             container.bus,
             Consolidate(
-                feed=run.feed, run_id=run.run_id, trace_id=run.trace_id, force=run.forced, requested_by="sweep"
+                feed=run.feed,
+                run_id=run.run_id,
+                trace_id=run.trace_id,
+                force=run.forced,
+                requested_by="sweep",
+                resend=resend,
             ),
         )
     return results

@@ -83,10 +83,14 @@ class Consolidate(_Message):
     trace_id: str = Field(min_length=1)
     force: bool = False
     requested_by: str = "fanin"
+    # Set (to the moment) when a stalled consolidation is requested again: the first request's id
+    # may still sit in the duplicate-detection window, and the new one must not be dropped as a copy.
+    resend: int = Field(0, ge=0)
 
     @property
     def message_id(self) -> str:
-        return f"consolidate:{self.run_id}:{'force' if self.force else 'normal'}"
+        suffix = f":r{self.resend}" if self.resend else ""
+        return f"consolidate:{self.run_id}:{'force' if self.force else 'normal'}{suffix}"
 
 
 AnyMessage = Annotated[WorkItem | WorkDone | Consolidate, Field(discriminator="type")]

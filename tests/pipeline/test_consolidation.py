@@ -12,6 +12,7 @@ import pytest
 
 from consolidator import service as consolidation
 from consolidator.service import consolidate
+from fanin.service import sweep
 from feedsim.embed import ThreadedSimulator, start_in_thread
 from feedsim.simulator import InventorySpec
 from localhost.host import Host
@@ -272,3 +273,35 @@ async def test_interrupted_or_concurrent_consolidation_yields_the_same_catalogue
         assert sorted(o.outcome for o in outcomes) == ["completed", "joined"]
         assert await snapshot(db) == reference
         assert await watermark(db) == run.updated_to
+
+
+async def test_a_consolidation_that_stops_making_progress_is_requested_again_with_an_alert(
+    db: Pool, database_url: str, tmp_path: Path, simulator: ThreadedSimulator
+) -> None:
+    await seed_rules(db)
+    settings = pipeline_settings(database_url, tmp_path, simulator.endpoint)
+    async with pipeline(settings) as host:
+        run = await run_feed(host, "full")
+        assert run.status == "completed"
+        reference = await snapshot(db)
+        # As a run is left when its consolidation message was dead-lettered mid-way: consolidating,
+        # started, nothing consolidated for longer than the stall window, nothing on the bus.
+        await reset_consolidation(db, run.run_id)
+        async with db.connection() as conn:
+            await conn.execute(
+                """UPDATE run_metadata SET consolidation_started_at = now() - interval '2 hours',
+                       updated_at = now() - interval '2 hours' WHERE run_id = %s""",
+                (run.run_id,),
+            )
+        await sweep(host.container)
+        assert await wait_for_run(host.container, run.run_id, poll_s=0.2) == "completed"
+        assert await snapshot(db) == reference
+        async with db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM alerts WHERE kind = 'consolidation_failed' AND run_id = %s", (run.run_id,)
+            )
+            assert await cur.fetchone() == (1,)
+            # A run that consolidates normally is left alone.
+            await sweep(host.container)
+            cur = await conn.execute("SELECT count(*) FROM alerts WHERE kind = 'consolidation_failed'")
+            assert await cur.fetchone() == (1,)
