@@ -151,7 +151,7 @@ def _start_simulator(settings: Settings) -> SimulatorProcess:
 async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator[Host]:
     """Everything up and running until the block exits; then an orderly shutdown."""
     async with AsyncExitStack() as stack:
-        database = await stack.enter_async_context(ready_database(settings))
+        database = await stack.enter_async_context(ready_database(settings, host=True))
         simulator = None
         feed_url = None
         if settings.nivoda_endpoint is None:

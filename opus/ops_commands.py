@@ -39,7 +39,7 @@ class HostNotRunningError(OpusError):
 async def cli_container(settings: Settings, *, needs_workers: bool) -> AsyncIterator[Container]:
     """The container for one command; refuses work that needs workers when nothing would do it."""
     async with ready_database(settings) as database:
-        if needs_workers and database.started_here:
+        if needs_workers and not database.host_running:
             raise HostNotRunningError(
                 "`opus run` is not running: start it first (it runs the workers that carry out this command)"
             )

@@ -1,11 +1,20 @@
-"""Which PostgreSQL to use (DATABASE_URL or the embedded server), reachable and migrated."""
+"""Which PostgreSQL to use (DATABASE_URL or the embedded server), reachable and migrated.
+
+The embedded server belongs to the host (`opus run`) while one runs: the host holds an exclusive lock
+on `host.lock` in the data directory for its lifetime (one host per data directory), starts the
+server or adopts one a killed host left running, and stops it on exit. A CLI command starts the
+server only when it is down and stops it on exit, unless a host has taken it over meanwhile.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO
 
 import psycopg
 
@@ -21,8 +30,9 @@ log = logging.getLogger(__name__)
 class DatabaseTarget:
     url: str
     embedded: EmbeddedPostgres | None
-    # True when this process started the embedded server (so no `opus run` is serving it).
-    started_here: bool = False
+    # False when the embedded server is known to have no host (`opus run`) serving it; with
+    # DATABASE_URL it cannot be known, and a host is assumed.
+    host_running: bool = True
 
     @property
     def display_url(self) -> str:
@@ -47,24 +57,74 @@ async def check_reachable(url: str) -> None:
         ) from None
 
 
+class HostAlreadyRunningError(DatabaseUnavailableError):
+    """Another `opus run` serves this data directory."""
+
+
+def _lock_file(settings: Settings) -> Path:
+    return settings.pgdata.parent / "host.lock"
+
+
+def _try_lock(path: Path) -> IO[str] | None:
+    """The open, exclusively locked file; None when another process holds the lock."""
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _host_running(settings: Settings) -> bool:
+    held = _try_lock(_lock_file(settings))
+    if held is None:
+        return True
+    held.close()  # closing releases the lock
+    return False
+
+
+@contextmanager
+def _hosting(settings: Settings) -> Iterator[None]:
+    held = _try_lock(_lock_file(settings))
+    if held is None:
+        raise HostAlreadyRunningError(f"another `opus run` is already serving {settings.pgdata.parent}")
+    try:
+        yield
+    finally:
+        held.close()
+
+
 @asynccontextmanager
-async def ready_database(settings: Settings, *, apply_migrations: bool = True) -> AsyncIterator[DatabaseTarget]:
-    """Start the embedded server if needed (and stop it on exit if we started it), check, migrate."""
+async def ready_database(
+    settings: Settings, *, apply_migrations: bool = True, host: bool = False
+) -> AsyncIterator[DatabaseTarget]:
+    """Start the embedded server if needed, check, migrate; `host` is for `opus run` (module docstring)."""
     target = database_target(settings)
-    started = False
-    if target.embedded is not None:
-        settings.pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if target.embedded is None:
+        await _prepare(target, apply_migrations)
+        yield target
+        return
+    settings.pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with _hosting(settings) if host else nullcontext():
         started = target.embedded.start()
         if started:
             log.info("embedded PostgreSQL started", extra={"pgdata": str(settings.pgdata)})
-    try:
-        await check_reachable(target.url)
-        if apply_migrations:
-            applied = await migrate(target.url)
-            if applied:
-                log.info("migrations applied", extra={"files": ",".join(applied)})
-        yield replace(target, started_here=started)
-    finally:
-        if started and target.embedded is not None:
-            target.embedded.stop()
-            log.info("embedded PostgreSQL stopped")
+        elif host:
+            log.info("adopting the embedded PostgreSQL a previous host left running in %s", settings.pgdata)
+        try:
+            await _prepare(target, apply_migrations)
+            yield replace(target, host_running=host or _host_running(settings))
+        finally:
+            # A command leaves the server to a host that took it over while the command ran.
+            if host or (started and not _host_running(settings)):
+                target.embedded.stop()
+                log.info("embedded PostgreSQL stopped")
+
+
+async def _prepare(target: DatabaseTarget, apply_migrations: bool) -> None:
+    await check_reachable(target.url)
+    if apply_migrations:
+        applied = await migrate(target.url)
+        if applied:
+            log.info("migrations applied", extra={"files": ",".join(applied)})

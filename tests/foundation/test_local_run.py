@@ -86,6 +86,41 @@ def test_run_serves_health_and_ctrl_c_leaves_no_postgres_behind(tmp_path: Path) 
         assert "Traceback" not in output
 
 
+def test_a_killed_hosts_postgres_is_adopted_and_stopped_by_the_next_host_and_a_second_host_is_refused(
+    tmp_path: Path,
+) -> None:
+    env = _opus_env(tmp_path)
+    port = int(env["API_PORT"])
+    pgdata = (tmp_path / "opus" / "pgdata").resolve()
+    killed = _start(env)
+    try:
+        wait_for(lambda: _health(port), timeout=120, what="/api/health to answer 200")
+    finally:
+        killed.kill()  # SIGKILL: no shutdown at all
+        killed.communicate(timeout=30)
+    assert _postgres_for(pgdata), "a killed host cannot stop its server"
+
+    host = _start(env)
+    try:
+        wait_for(lambda: _health(port), timeout=120, what="/api/health to answer 200 again")
+        second = subprocess.run(
+            [sys.executable, "-m", "opus", "run"],
+            env={**env, "API_PORT": str(free_port())},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode != 0
+        assert "another `opus run` is already serving" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        host.send_signal(signal.SIGINT)
+        output, _ = host.communicate(timeout=60)
+    assert host.returncode == 0, output
+    assert "adopting the embedded PostgreSQL" in output
+    wait_for(lambda: not _postgres_for(pgdata), timeout=10, what="the adopted postgres to exit")
+
+
 def test_unreachable_database_url_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
     env = _opus_env(tmp_path, DATABASE_URL="postgresql://nobody@127.0.0.1:1/x")
     proc = subprocess.run([sys.executable, "-m", "opus", "run"], env=env, capture_output=True, text=True, timeout=60)
