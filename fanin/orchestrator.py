@@ -31,7 +31,7 @@ from uuid import UUID
 
 from fanin.durable import PARTITION_DONE, RUN_FINISHED, FanInStart
 from fanin.lifecycle import TERMINAL_STATUSES, Action, Decision, LifecyclePolicy, PartitionCounts, RunSnapshot, decide
-from fanin.service import apply_decision
+from fanin.service import apply_decision, request_stalled_consolidations
 from scheduler.chain import next_feed
 from scheduler.service import RunStarted, start_run
 from shared.bootstrap import Container
@@ -140,6 +140,8 @@ class RunView:
     last_progress_at: datetime
     partitions: dict[str, PartitionState]
     unclaimed_for_s: float | None = None
+    # Seconds since a started consolidation last made progress (None unless one has started).
+    stalled_for_s: float | None = None
 
     def snapshot(self) -> RunSnapshot:
         counts = PartitionCounts(self.expected, self.completed, self.failed)
@@ -156,6 +158,7 @@ class RunView:
             "last_progress_at": self.last_progress_at.isoformat(),
             "partitions": [[pid, s.attempt, s.status, s.records] for pid, s in self.partitions.items()],
             "unclaimed_for_s": self.unclaimed_for_s,
+            "stalled_for_s": self.stalled_for_s,
         }
 
     @classmethod
@@ -170,6 +173,7 @@ class RunView:
             last_progress_at=datetime.fromisoformat(data["last_progress_at"]),
             partitions={row[0]: PartitionState(int(row[1]), str(row[2]), int(row[3])) for row in data["partitions"]},
             unclaimed_for_s=data.get("unclaimed_for_s"),
+            stalled_for_s=data.get("stalled_for_s"),  # absent from histories recorded before it existed
         )
 
 
@@ -326,7 +330,9 @@ def orchestrate(ctx: Any) -> Generator[Any, Any, dict[str, Any]]:
             consolidating_since = consolidating_since or now
             if now - consolidating_since > CONSOLIDATION_WATCH:
                 return outcome(start, view, None)
-            if view.unclaimed_for_s is not None and view.unclaimed_for_s > RESEND_UNCLAIMED_AFTER_S:
+            unclaimed = view.unclaimed_for_s is not None and view.unclaimed_for_s > RESEND_UNCLAIMED_AFTER_S
+            stalled = view.stalled_for_s is not None and view.stalled_for_s > policy.stall_after.total_seconds()
+            if unclaimed or stalled:
                 yield from flow.call(RESEND, start.run_id, bool)
             yield from flow.sleep_until(now + consolidation_poll(consolidation_polls), wake_on_all_reported=False)
             consolidation_polls += 1
@@ -358,8 +364,11 @@ async def snapshot_run(container: Container, run_id: str) -> dict[str, Any]:
         snapshot = await run_snapshot(conn, run)
         partitions = await load_partitions(conn, run.run_id)
         cur = await conn.execute(
-            """SELECT extract(epoch FROM now() - consolidation_requested_at)::float8 FROM run_metadata
-               WHERE run_id = %s AND status = 'consolidating' AND consolidation_started_at IS NULL""",
+            """SELECT CASE WHEN consolidation_started_at IS NULL
+                           THEN extract(epoch FROM now() - consolidation_requested_at)::float8 END,
+                      CASE WHEN consolidation_started_at IS NOT NULL
+                           THEN extract(epoch FROM now() - updated_at)::float8 END
+               FROM run_metadata WHERE run_id = %s AND status = 'consolidating'""",
             (run.run_id,),
         )
         row = await cur.fetchone()
@@ -373,6 +382,7 @@ async def snapshot_run(container: Container, run_id: str) -> dict[str, Any]:
         last_progress_at=snapshot.last_progress_at,
         partitions={p.partition_id: PartitionState(p.attempts, p.status, p.records_seen) for p in partitions},
         unclaimed_for_s=row[0] if row else None,
+        stalled_for_s=row[1] if row else None,
     )
     return view.to_json()
 
@@ -384,11 +394,18 @@ async def apply_run_decision(container: Container, payload: dict[str, Any]) -> b
 
 
 async def resend_consolidation(container: Container, run_id: str) -> bool:
-    """Send the consolidation request again when it is still unclaimed (its first send may have failed)."""
+    """Send the consolidation request again when it is still unclaimed (its first send may have
+    failed), or when the consolidation started and stalled (`request_stalled_consolidations`)."""
     async with container.pool.connection() as conn:
         run = await load_run(conn, UUID(run_id))
+        cur = await conn.execute(
+            "SELECT consolidation_started_at IS NOT NULL FROM run_metadata WHERE run_id = %s", (run.run_id,)
+        )
+        started = await cur.fetchone()
     if run.status != "consolidating":
         return False
+    if started and started[0]:
+        return bool(await request_stalled_consolidations(container, run.run_id))
     with log_context(run_id=run.run_id, trace_id=run.trace_id, feed=run.feed):
         log.warning("consolidation request unclaimed: sending it again")
         await publish(

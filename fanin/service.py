@@ -19,7 +19,7 @@ from shared.bus.port import publish
 from shared.logs import log_context
 from shared.messages import Consolidate
 from shared.raw_store import forget_seen
-from shared.runs import Conn, RunRecord, load_run, run_snapshot
+from shared.runs import RunRecord, load_run, run_snapshot
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,34 +128,44 @@ async def _close_run(container: Container, run: RunRecord, decision: Decision) -
     return True
 
 
-async def _stalled_consolidations(conn: Conn, stall_minutes: int) -> list[tuple[UUID, int]]:
-    """Consolidations that started and then made no progress for the stall window: their message
-    was dead-lettered (the feed failed on every delivery, say) or their process died for good.
-    Consolidating resumes where it stopped, so the request is simply sent again, with an alert;
-    marking the run as touched spaces the next attempt by another window."""
-    async with conn.transaction():
+async def request_stalled_consolidations(container: Container, run_id: UUID | None = None) -> list[UUID]:
+    """Request again the consolidations (of every run, or of `run_id`) that started and then made no
+    progress for RUN_STALL_MINUTES: their message was dead-lettered (the feed failed on every
+    delivery, say) or their process died for good. Consolidating resumes where it stopped, so the
+    request is simply sent again, with an alert, under a new message id (duplicate detection would
+    drop the first one's); marking the run as touched spaces the next attempt by another window.
+    The local sweep calls this for every run; in Azure, the run's orchestration for its run."""
+    stall_minutes = container.settings.run_stall_minutes
+    async with container.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             """UPDATE run_metadata SET updated_at = now()
                WHERE status = 'consolidating' AND consolidation_started_at IS NOT NULL
-                 AND updated_at < now() - make_interval(mins => %s)
-               RETURNING run_id, feed, floor(extract(epoch FROM now()))::bigint""",
-            (stall_minutes,),
+                 AND updated_at < now() - make_interval(mins => %s) AND (%s::uuid IS NULL OR run_id = %s)
+               RETURNING run_id, feed, trace_id, forced, floor(extract(epoch FROM now()))::bigint""",
+            (stall_minutes, run_id, run_id),
         )
         stalled = await cur.fetchall()
-        for run_id, feed, _ in stalled:
+        for stalled_id, feed, _, _, _ in stalled:
             await record_alert(
                 conn,
                 Alert(
                     "consolidation_failed",
                     "warning",
                     f"Consolidation stalled: {feed}",
-                    f"run {run_id} made no consolidation progress for {stall_minutes} minutes "
+                    f"run {stalled_id} made no consolidation progress for {stall_minutes} minutes "
                     "(see the dead letters and the log); its consolidation was requested again",
-                    run_id,
+                    stalled_id,
                     feed,
                 ),
             )
-    return [(run_id, stamp) for run_id, _, stamp in stalled]
+    for stalled_id, feed, trace_id, forced, stamp in stalled:
+        await publish(
+            container.bus,
+            Consolidate(
+                feed=feed, run_id=stalled_id, trace_id=trace_id, force=forced, requested_by="stall", resend=stamp
+            ),
+        )
+    return [row[0] for row in stalled]
 
 
 async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
@@ -170,8 +180,7 @@ async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
                WHERE status = 'consolidating' AND consolidation_started_at IS NULL
                  AND consolidation_requested_at < now() - interval '2 minutes'"""
         )
-        unclaimed = [(row[0], 0) for row in await cur.fetchall()]
-        unclaimed += await _stalled_consolidations(conn, container.settings.run_stall_minutes)
+        unclaimed = [row[0] for row in await cur.fetchall()]
         # A skipped or failed run may still be retried, so its set is kept for a day.
         cur = await conn.execute(
             """SELECT run_id FROM run_metadata r
@@ -182,18 +191,14 @@ async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
         if finished:
             await forget_seen(conn, finished)
     results = [(run_id, await evaluate_run(container, run_id)) for run_id in ingesting]
-    for run_id, resend in unclaimed:
+    for run_id in unclaimed:
         async with container.pool.connection() as conn:
             run = await load_run(conn, run_id)
         await publish(
             container.bus,
             Consolidate(
-                feed=run.feed,
-                run_id=run.run_id,
-                trace_id=run.trace_id,
-                force=run.forced,
-                requested_by="sweep",
-                resend=resend,
+                feed=run.feed, run_id=run.run_id, trace_id=run.trace_id, force=run.forced, requested_by="sweep"
             ),
         )
+    await request_stalled_consolidations(container)
     return results

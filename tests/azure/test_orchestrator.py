@@ -45,6 +45,7 @@ class FakeRun:
     forced: bool = False
     last_progress_at: datetime = T0
     applied: list[tuple[str, str]] = field(default_factory=list)
+    stalled_for_s: float | None = None
 
     def finish(
         self, partition_id: str, status: str = "completed", attempt: int = 1, records: int = 10
@@ -70,6 +71,7 @@ class FakeRun:
             failed=sum(s.status == "failed" for s in states),
             last_progress_at=self.last_progress_at,
             partitions=dict(self.partitions),
+            stalled_for_s=self.stalled_for_s,
         ).to_json()
 
 
@@ -142,6 +144,23 @@ async def test_all_partitions_done_requests_consolidation_then_ends_with_the_out
     assert instance.output["next_feed"] == "nivoda-labgrown"
     # Snapshots: the first, one after the last report, one after applying, one after RunFinished.
     assert [name for name, _ in engine.activity_calls].count(SNAPSHOT) == 4
+
+
+async def test_a_consolidation_that_stalls_is_requested_again() -> None:
+    run, clock = new_run(2)
+    engine = await started(run, clock)
+    for pid in list(run.partitions):
+        report(engine, run.finish(pid))
+        await engine.drain()
+    assert run.status == "consolidating"
+    run.stalled_for_s = 60.0  # started and progressing: nothing to do
+    clock.advance(timedelta(minutes=2))
+    await engine.drain()
+    assert RESEND not in [name for name, _ in engine.activity_calls]
+    run.stalled_for_s = 1801.0  # no progress for longer than the run's stall window (1800 s)
+    clock.advance(timedelta(minutes=5))
+    await engine.drain()
+    assert [name for name, _ in engine.activity_calls].count(RESEND) == 1
 
 
 async def test_some_failed_below_the_threshold_is_skipped() -> None:
