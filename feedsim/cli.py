@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from feedsim.embed import ANNOUNCE_PREFIX, ENDPOINT_PATH, base_url, bind, make_server
-from feedsim.simulator import MAX_SEED, InventorySpec, SimConfig, Simulator
+from feedsim.simulator import InventorySpec, SimConfig, Simulator
 from shared.argtypes import int_range
-from shared.settings import Settings, SettingsError, get_settings
+from shared.settings import FEEDSIM_MAX_SEED, Settings, SettingsError, get_settings
 
 HELP = "serve the Nivoda feed simulator"
 # Flags that fall back to a setting when not given (the simulator accepts the client's credentials).
@@ -55,7 +55,9 @@ def _anchor_ms(value: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     inventory = parser.add_argument_group("inventory")
     inventory.add_argument(
-        "--seed", type=int_range(0, MAX_SEED), help=f"inventory seed, 0-{MAX_SEED} (default FEEDSIM_SEED, 42)"
+        "--seed",
+        type=int_range(0, FEEDSIM_MAX_SEED),
+        help=f"inventory seed, 0-{FEEDSIM_MAX_SEED} (default FEEDSIM_SEED, 42)",
     )
     inventory.add_argument("--stones", type=int_range(0, 1_000_000), help="stones, 0-1000000 (default FEEDSIM_STONES)")
     inventory.add_argument(

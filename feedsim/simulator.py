@@ -76,10 +76,6 @@ class SimConfig(BaseModel):
     password: str = "sim-password"
 
 
-# The inventory is keyed by the seed's 64 bits (feedsim/ids.py); numpy refuses negative seeds.
-MAX_SEED = 2**63 - 1
-
-
 @dataclass(frozen=True)
 class InventorySpec:
     seed: int = 42

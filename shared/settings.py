@@ -25,6 +25,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 FEED_VARIANTS: tuple[str, ...] = ("nivoda-natural", "nivoda-labgrown")
+# The simulator keys its inventory by the seed's 64 bits (feedsim/ids.py); numpy refuses negative seeds.
+FEEDSIM_MAX_SEED = 2**63 - 1
 
 
 class SettingsError(ValueError):
@@ -110,7 +112,7 @@ class Settings(BaseSettings):
     feedsim_host: str = Field("127.0.0.1", description="a host/interface to bind")
     feedsim_port: int = Field(7072, ge=0, le=65_535, description="a TCP port 0-65535 (0 = any free port)")
     feedsim_stones: int = Field(50_000, ge=0, le=1_000_000, description="an integer 0-1000000")
-    feedsim_seed: int = Field(42, ge=0, le=2**63 - 1, description="an integer seed 0-9223372036854775807")
+    feedsim_seed: int = Field(42, ge=0, le=FEEDSIM_MAX_SEED, description=f"an integer seed 0-{FEEDSIM_MAX_SEED}")
     feedsim_latency_ms: float = Field(0.0, ge=0, description="milliseconds, a number >= 0")
     feedsim_churn_per_s: float = Field(0.0, ge=0, description="stones changed per second, a number >= 0")
 
