@@ -33,7 +33,7 @@ from fanin.durable import PARTITION_DONE, RUN_FINISHED, FanInStart
 from fanin.lifecycle import TERMINAL_STATUSES, Action, Decision, LifecyclePolicy, PartitionCounts, RunSnapshot, decide
 from fanin.service import apply_decision, request_stalled_consolidations
 from scheduler.chain import next_feed
-from scheduler.service import RunStarted, start_run
+from scheduler.service import RunStarted, launch_abandoned_runs, start_run
 from shared.bootstrap import Container
 from shared.bus.port import publish
 from shared.errors import ConflictError
@@ -311,7 +311,8 @@ def orchestrate(ctx: Any) -> Generator[Any, Any, dict[str, Any]]:
     while view.status not in TERMINAL_STATUSES:
         now = ctx.current_utc_datetime
         if view.status == "planned":
-            # Started before the scheduler marks the run ingesting; a run stuck here was abandoned.
+            # Started before the scheduler marks the run ingesting; a run stuck here was abandoned
+            # and is launched again (with a new orchestration) by the next scheduler tick.
             if now - began > policy.stall_after:
                 return outcome(start, view, None)
             yield from flow.sleep_until(now + PLANNED_POLL, wake_on_all_reported=False)
@@ -422,6 +423,7 @@ async def start_chain(
 ) -> RunStarted | None:
     """Start the first of `feeds` that has something to fetch, unless a run of the chain is active
     (feeds run one after the other: concurrent runs trip the vendor's WAF)."""
+    await launch_abandoned_runs(container)
     async with container.pool.connection() as conn:
         cur = await conn.execute(
             """SELECT feed, run_id FROM run_metadata

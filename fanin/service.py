@@ -13,6 +13,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from fanin.lifecycle import Action, Decision, LifecyclePolicy, decide
+from scheduler.service import launch_abandoned_runs
 from shared.alerts import Alert, record_alert
 from shared.bootstrap import Container
 from shared.bus.port import publish
@@ -169,9 +170,10 @@ async def request_stalled_consolidations(container: Container, run_id: UUID | No
 
 
 async def sweep(container: Container) -> list[tuple[UUID, Decision]]:
-    """Evaluate every ingesting run (catches stalls and due auto-consolidations), resend
-    consolidation requests that were recorded but never picked up or whose consolidation stopped
-    making progress, and drop the seen-sets of finished runs."""
+    """Launch runs a crash left planned, evaluate every ingesting run (catches stalls and due
+    auto-consolidations), resend consolidation requests that were recorded but never picked up or
+    whose consolidation stopped making progress, and drop the seen-sets of finished runs."""
+    await launch_abandoned_runs(container)
     async with container.pool.connection() as conn:
         cur = await conn.execute("SELECT run_id FROM run_metadata WHERE status = 'ingesting' ORDER BY started_at")
         ingesting = [row[0] for row in await cur.fetchall()]

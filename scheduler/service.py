@@ -225,14 +225,7 @@ async def start_run(
             requested_by=requested_by,
         )
     with log_context(run_id=run.run_id, trace_id=run.trace_id, feed=feed):
-        await container.fanin.start(run)
-        async with container.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE run_metadata SET status = 'ingesting', updated_at = now() WHERE run_id = %s",
-                (run.run_id,),
-            )
-            run = await load_run(conn, run.run_id)
-        await send_pending_pages(container, run)
+        run = await launch_run(container, run)
         log.info(
             "run started: %s, %d partitions, ~%d stones, %d count calls",
             run.run_type,
@@ -241,6 +234,49 @@ async def start_run(
             density.count_calls,
         )
     return RunStarted(run=run, partitions=tuple(partitions), density=density)
+
+
+async def launch_run(container: Container, run: RunRecord) -> RunRecord:
+    """Start the run's fan-in, mark the run ingesting, then send its first pages.
+
+    Every step is idempotent (the fan-in start checks for a running instance, the status change is
+    conditional, page message ids derive from recorded state), so a run a crash left `planned` is
+    launched again by `launch_abandoned_runs` without doubling anything.
+    """
+    await container.fanin.start(run)
+    async with container.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE run_metadata SET status = 'ingesting', updated_at = now() WHERE run_id = %s AND status = 'planned'",
+            (run.run_id,),
+        )
+        run = await load_run(conn, run.run_id)
+    if run.status == "ingesting":
+        await send_pending_pages(container, run)
+    return run
+
+
+# A run is planned for the moment between recording it and launching it; one planned for longer
+# was left by a process that died in between.
+ABANDONED_PLAN_AFTER = timedelta(minutes=2)
+
+
+async def launch_abandoned_runs(container: Container) -> list[RunRecord]:
+    """Launch the runs a crash left planned (recorded, never handed to the fan-in or never marked
+    ingesting): they would otherwise hold their feed's one active slot for good."""
+    async with container.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT run_id FROM run_metadata WHERE status = 'planned' AND updated_at < now() - %s ORDER BY started_at",
+            (ABANDONED_PLAN_AFTER,),
+        )
+        run_ids = [row[0] for row in await cur.fetchall()]
+    launched = []
+    for run_id in run_ids:
+        async with container.pool.connection() as conn:
+            run = await load_run(conn, run_id)
+        with log_context(run_id=run.run_id, trace_id=run.trace_id, feed=run.feed):
+            log.warning("run was left planned by a stopped process: launching it now")
+            launched.append(await launch_run(container, run))
+    return launched
 
 
 async def send_pending_pages(container: Container, run: RunRecord) -> int:

@@ -112,6 +112,25 @@ async def test_the_timer_starts_the_orchestration_before_the_first_work_item(har
     assert len(sent) == run.expected_partitions
 
 
+async def test_the_timer_launches_a_run_a_dead_process_left_planned(harness: FunctionsHarness) -> None:
+    await harness.tick()
+    first = harness.servicebus.take()
+    run_id = json.loads(first[0].body)["run_id"]
+    # As if the process had died after recording the run, before its orchestration and work items.
+    del harness.engine.instances[run_id]
+    async with harness.container.pool.connection() as conn:
+        await conn.execute("UPDATE run_metadata SET status = 'planned', updated_at = now() - interval '3 minutes'")
+    await harness.tick()
+    again = harness.servicebus.take()
+    assert run_id in harness.engine.instances
+    assert {s.message.message_id for s in again} == {s.message.message_id for s in first}
+    async with harness.container.pool.connection() as conn:
+        run = await load_run(conn, uuid.UUID(run_id))
+        cur = await conn.execute("SELECT count(*) FROM run_metadata")
+        assert await cur.fetchone() == (1,), "the abandoned run was launched, not a second one started"
+    assert run.status == "ingesting"
+
+
 async def test_work_done_restarts_a_lost_orchestration_of_an_ingesting_run(harness: FunctionsHarness) -> None:
     await harness.tick()
     sent = harness.servicebus.take()

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from fanin.service import sweep
 from feedsim.embed import ThreadedSimulator
+from scheduler.chain import wait_for_run
+from scheduler.service import start_run
+from shared.db.pool import Pool
+from shared.errors import ConflictError
+from shared.runs import RunRecord, load_run
 from tests.helpers import free_port, scalars, wait_for
-from tests.pipeline.conftest import expected_ids, ground_truth, sim_control
+from tests.pipeline.conftest import expected_ids, ground_truth, pipeline, pipeline_settings, sim_control
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 
@@ -95,3 +103,44 @@ async def test_a_host_killed_mid_run_resumes_and_completes_exactly_once(
     assert set(stored) == truth
     assert seen == len(truth), "pages were counted twice or skipped across the crash"
     assert diamonds + errors == len(truth), "every stone is in the catalogue or recorded as unmappable"
+
+
+class _DiesBeforeTheFanIn:
+    """A process that dies after recording its run and before handing it to the fan-in."""
+
+    async def start(self, run: RunRecord) -> None:
+        raise RuntimeError("killed")
+
+
+async def test_a_run_left_planned_by_a_dead_process_is_launched_and_completes(
+    db: Pool, database_url: str, tmp_path: Path, simulator: ThreadedSimulator
+) -> None:
+    async with pipeline(pipeline_settings(database_url, tmp_path, simulator.endpoint)) as host:
+        dying = replace(host.container, fanin=_DiesBeforeTheFanIn())
+        with pytest.raises(RuntimeError, match="killed"):
+            await start_run(dying, feed=FEED, run_type="full", requested_by="test")
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT run_id, status FROM run_metadata")
+            [(run_id, status)] = await cur.fetchall()
+        assert status == "planned"
+        await sweep(host.container)
+        async with db.connection() as conn:
+            assert (await load_run(conn, run_id)).status == "planned", "a run being launched right now is left alone"
+            await conn.execute("UPDATE run_metadata SET updated_at = now() - interval '3 minutes'")
+        with pytest.raises(ConflictError):
+            await start_run(host.container, feed=FEED, run_type="full", requested_by="test")
+        await sweep(host.container)
+        assert await asyncio.wait_for(wait_for_run(host.container, run_id, poll_s=0.2), 120) == "completed"
+        async with db.connection() as conn:
+            run = await load_run(conn, run_id)
+            cur = await conn.execute("SELECT supplier_stone_id FROM diamonds WHERE feed = %s", (FEED,))
+            stones = {row[0] for row in await cur.fetchall()}
+            cur = await conn.execute(
+                "SELECT supplier_stone_id FROM error_records WHERE source = 'consolidator' AND run_id = %s", (run_id,)
+            )
+            unmappable = {row[0] for row in await cur.fetchall()}
+            cur = await conn.execute("SELECT last_updated_at FROM watermarks WHERE feed = %s", (FEED,))
+            (mark,) = await cur.fetchone() or (None,)
+    assert mark == run.updated_to
+    assert stones | unmappable == expected_ids(await ground_truth(simulator), FEED, run.updated_to)
+    assert not stones & unmappable
