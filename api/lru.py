@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -10,9 +11,22 @@ V = TypeVar("V")
 
 
 class Lru(Generic[K, V]):
-    def __init__(self, size: int) -> None:
+    """At most `size` entries and, with `weigh`, at most `max_weight` in total (e.g. bytes): the least
+    recently used entries are dropped first, and one heavier than the whole budget is not kept."""
+
+    def __init__(self, size: int, *, max_weight: int | None = None, weigh: Callable[[V], int] | None = None) -> None:
         self._size = size
+        self._max_weight = max_weight
+        self._weigh = weigh
+        self._weight = 0
         self._entries: OrderedDict[K, V] = OrderedDict()
+
+    @property
+    def weight(self) -> int:
+        return self._weight
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, key: K) -> V | None:
         value = self._entries.get(key)
@@ -21,7 +35,16 @@ class Lru(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
+        weight = self._weigh(value) if self._weigh else 0
+        if self._max_weight is not None and weight > self._max_weight:
+            return
+        self._drop(key)
         self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        self._weight += weight
+        while len(self._entries) > self._size or (self._max_weight is not None and self._weight > self._max_weight):
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: K) -> None:
+        value = self._entries.pop(key, None)
+        if value is not None and self._weigh:
+            self._weight -= self._weigh(value)

@@ -8,7 +8,9 @@ random) to realistic distributions; serves the API with uvicorn (--workers proce
 drives it from a separate load-generator process (raw HTTP/1.1 keep-alive connections, so the
 generator costs little of the machine's two cores) and prints p50/p95/p99 latency and requests/s at
 1 and 32 concurrent clients, for a baseline (GET /api/health) measured in the same run and for the
-search mix, with the CPU each process used.
+search mix, with the CPU each process used. The mix repeats, so after the warm-up its pages come
+from the API's page cache (until the catalogue changes, as in production); it is then run again on
+a server without the cache (API_PAGE_CACHE_MB=0), where every request runs its search.
 """
 
 from __future__ import annotations
@@ -444,7 +446,7 @@ def run_load(
 
 
 @contextmanager
-def api_server(url: str, workers: int, pool_size: int) -> Iterator[tuple[int, psutil.Process]]:
+def api_server(url: str, workers: int, pool_size: int, **settings: str) -> Iterator[tuple[int, psutil.Process]]:
     port = free_port()
     env = {
         **os.environ,
@@ -452,6 +454,7 @@ def api_server(url: str, workers: int, pool_size: int) -> Iterator[tuple[int, ps
         "LOG_LEVEL": "WARNING",
         "DB_POOL_MAX_SIZE": str(pool_size),
         "DB_POOL_MIN_SIZE": "2",
+        **settings,
     }
     process = subprocess.Popen(
         [
@@ -534,8 +537,7 @@ def main() -> None:
         print(f"api: uvicorn, {args.workers} worker process(es); load generator: 1 process, asyncio, keep-alive")
         with api_server(url, args.workers, pool_size=16) as (port, server):
             rnd = random.Random(7)
-            base = f"http://127.0.0.1:{port}"
-            paths = mix(rnd, ids) + deep_pages(base, key, rnd)
+            paths = mix(rnd, ids) + deep_pages(f"http://127.0.0.1:{port}", key, rnd)
             requests = [(category, request_bytes(path, port, key)) for category, path in paths]
             health = [("health", request_bytes("/api/health", port, key))]
             meter = CpuMeter(server, url)
@@ -545,11 +547,20 @@ def main() -> None:
                 + ", ".join(f"{c} {n}" for c, n in Counter(c for c, _ in requests).most_common())
             )
             for label, rotation in (("baseline GET /api/health", health), ("search mix", requests)):
-                for clients in (1, 32):
-                    result = run_load(port, rotation, clients, args.duration, meter, label)
-                    report(result)
-                    if clients == 1 and rotation is requests:
-                        report_categories(result)
+                measure(port, rotation, meter, label, args.duration)
+        with api_server(url, args.workers, pool_size=16, API_PAGE_CACHE_MB="0") as (port, server):
+            requests = [(category, request_bytes(path, port, key)) for category, path in paths]
+            meter = CpuMeter(server, url)
+            run_load(port, requests, 8, 3.0, meter, "warm-up")
+            measure(port, requests, meter, "search mix, no page cache", args.duration)
+
+
+def measure(port: int, rotation: list[tuple[str, bytes]], meter: CpuMeter, label: str, seconds: float) -> None:
+    for clients in (1, 32):
+        result = run_load(port, rotation, clients, seconds, meter, label)
+        report(result)
+        if clients == 1 and len(rotation) > 1:
+            report_categories(result)
 
 
 @contextmanager

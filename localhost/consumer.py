@@ -1,7 +1,7 @@
 """Competing consumers on the local bus, settling messages as the Functions host would.
 
 Return = complete; PoisonMessageError = dead-letter with the reason; any other exception =
-abandon (redelivered after a backoff, dead-lettered by the bus after the last permitted delivery).
+abandon (redelivered after a backoff), or on the last permitted delivery dead-letter with the error.
 Long handlers keep their lock renewed.
 """
 
@@ -14,12 +14,15 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from shared.bus.local import BusListener, LocalBus, MessageLockLostError, ReceivedMessage
+from shared.feed.errors import FeedError
 from shared.logs import log_context
 from shared.messages import PoisonMessageError
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[ReceivedMessage], Awaitable[object]]
+# Failures of the outside world whose message says it all: logged without a traceback.
+EXPECTED_FAILURES = (TimeoutError, ConnectionError, FeedError)
 IDLE_POLL_S = 2.0
 
 
@@ -58,8 +61,13 @@ async def settle(bus: LocalBus, message: ReceivedMessage, handler: MessageHandle
                     message.message_id,
                     message.delivery_count,
                     exc,
-                    exc_info=not isinstance(exc, TimeoutError | ConnectionError),
+                    exc_info=not isinstance(exc, EXPECTED_FAILURES),
                 )
+                if message.delivery_count >= bus.max_delivery_count:
+                    # The bus would dead-letter it anyway; this way the letter says why.
+                    failure = f"delivery {message.delivery_count} of {bus.max_delivery_count} failed: {exc}"
+                    await bus.dead_letter(message, reason="MaxDeliveryCountExceeded", description=failure)
+                    return "dead-lettered"
                 await bus.abandon(message, delay=retry_delay(message.delivery_count))
                 return "abandoned"
             await bus.complete(message)

@@ -185,6 +185,12 @@ class Settings(BaseSettings):
     api_search_count_limit: int = Field(
         10_000, ge=100, description="matches a search counts exactly (beyond, an estimate), an integer >= 100"
     )
+    api_page_cache_mb: int = Field(
+        64,
+        ge=0,
+        le=4096,
+        description="memory for search pages kept per API process until the catalogue changes, MB 0-4096 (0: none)",
+    )
 
     @field_validator(
         "applicationinsights_connection_string",

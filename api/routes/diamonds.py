@@ -2,11 +2,15 @@
 
 Responses carry a weak ETag built from the catalogue version (dataset_versions, bumped by every
 consolidation and repricing); a matching If-None-Match answers 304 without running the search.
+Pages and stones are kept by catalogue version (API_PAGE_CACHE_MB per process), gzipped once, so a
+request repeated before the catalogue changes is answered without the database: never stale, as
+the ETag.
 The stones' JSON is produced by PostgreSQL and joined here, not re-parsed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 import orjson
@@ -16,13 +20,15 @@ from pydantic import BaseModel, Field
 from api.auth import Principal, require_read
 from api.catalogue.cursor import encode_cursor
 from api.catalogue.fields import DiamondFull, DiamondSlim
-from api.catalogue.params import openapi_parameters, parse_search
+from api.catalogue.params import SearchRequest, openapi_parameters, parse_search
 from api.catalogue.query import SORT_KEYS
 from api.catalogue.store import get_diamond, search
+from api.compression import accepts_gzip, gzipped
 from api.deps import get_container
 from api.errors import CACHE_CONTROL, NotModified
+from api.lru import Lru
 from api.routes.common import ERROR_RESPONSES, refuse_unknown_query
-from api.versions import catalogue_version
+from api.versions import request_version
 from shared.bootstrap import Container
 from shared.errors import NotFoundError
 
@@ -53,6 +59,26 @@ class DiamondEnvelope(BaseModel):
     data: DiamondFull  # type: ignore[valid-type]
 
 
+@dataclass(frozen=True)
+class Page:
+    """A response body, and the same gzipped (None when too small to compress)."""
+
+    body: bytes
+    gzipped: bytes | None
+
+    @classmethod
+    def of(cls, body: bytes) -> Page:
+        return cls(body, gzipped(body))
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + len(self.gzipped or b"")
+
+
+# Search pages and stones by catalogue version: never stale, as the ETag.
+PageCache = Lru[tuple[str, SearchRequest | UUID], Page]
+
+
 def etag_for(version: str) -> str:
     return f'W/"{API_REPRESENTATION}-{version}"'
 
@@ -63,8 +89,12 @@ def _check_not_modified(request: Request, etag: str) -> None:
         raise NotModified(etag)
 
 
-def _json(body: bytes, etag: str) -> Response:
-    return Response(body, media_type="application/json", headers={"ETag": etag, "Cache-Control": CACHE_CONTROL})
+def _respond(request: Request, page: Page, etag: str) -> Response:
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    if page.gzipped is not None and accepts_gzip(request):
+        headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        return Response(page.gzipped, media_type="application/json", headers=headers)
+    return Response(page.body, media_type="application/json", headers=headers)
 
 
 @router.get(
@@ -84,22 +114,28 @@ async def search_diamonds(
     Sorting puts stones without a value last and breaks ties by id. Page with `cursor`
     (`next_cursor` of the previous page) at any depth, or with `page` for the first pages."""
     query = parse_search(request.query_params.multi_items(), SORT_KEYS)
-    cap = container.settings.api_search_count_limit
-    async with container.pool.connection() as conn:
-        version = await catalogue_version(conn, request)
-        etag = etag_for(version)
-        _check_not_modified(request, etag)
-        result = await search(conn, query, cap, request.app.state.counts, version)
-    pagination = {
-        "limit": query.limit,
-        "page": query.page,
-        "has_more": result.next_position is not None,
-        "next_cursor": encode_cursor(query, result.next_position) if result.next_position else None,
-        "total": result.total,
-        "total_estimated": result.estimated,
-    }
-    body = b'{"data":[' + ",".join(result.docs).encode() + b'],"pagination":' + orjson.dumps(pagination) + b"}"
-    return _json(body, etag)
+    version = await request_version(container.pool, request)
+    etag = etag_for(version)
+    _check_not_modified(request, etag)
+    pages: PageCache = request.app.state.pages
+    page = pages.get((version, query))
+    if page is None:
+        async with container.pool.connection() as conn:
+            cap = container.settings.api_search_count_limit
+            result = await search(conn, query, cap, request.app.state.counts, version)
+        pagination = {
+            "limit": query.limit,
+            "page": query.page,
+            "has_more": result.next_position is not None,
+            "next_cursor": encode_cursor(query, result.next_position) if result.next_position else None,
+            "total": result.total,
+            "total_estimated": result.estimated,
+        }
+        page = Page.of(
+            b'{"data":[' + ",".join(result.docs).encode() + b'],"pagination":' + orjson.dumps(pagination) + b"}"
+        )
+        pages.put((version, query), page)
+    return _respond(request, page, etag)
 
 
 @router.get(
@@ -115,10 +151,16 @@ async def get_one(
     _: Principal = Depends(require_read),
     container: Container = Depends(get_container),
 ) -> Response:
-    async with container.pool.connection() as conn:
-        etag = etag_for(await catalogue_version(conn, request))
-        _check_not_modified(request, etag)
-        doc = await get_diamond(conn, diamond_id)
-    if doc is None:
-        raise NotFoundError(f"no live diamond {diamond_id}")
-    return _json(b'{"data":' + doc.encode() + b"}", etag)
+    version = await request_version(container.pool, request)
+    etag = etag_for(version)
+    _check_not_modified(request, etag)
+    pages: PageCache = request.app.state.pages
+    page = pages.get((version, diamond_id))
+    if page is None:
+        async with container.pool.connection() as conn:
+            doc = await get_diamond(conn, diamond_id)
+        if doc is None:
+            raise NotFoundError(f"no live diamond {diamond_id}")
+        page = Page.of(b'{"data":' + doc.encode() + b"}")
+        pages.put((version, diamond_id), page)
+    return _respond(request, page, etag)

@@ -1,5 +1,5 @@
 """Catalogue search and detail over HTTP: normalised filter values, booleans, parameter errors,
-response shapes, bounded counts, ETag/304 and gzip."""
+response shapes, bounded counts, ETag/304, gzip and the page cache."""
 
 from __future__ import annotations
 
@@ -240,6 +240,50 @@ def test_large_responses_are_gzipped(stones: Any, http: httpx.Client, keys: Keys
     assert response.status_code == 200
     assert response.headers["content-encoding"] == "gzip"
     assert len(response.json()["data"]) == 7
+
+
+def test_pages_are_kept_until_the_catalogue_version_changes(
+    stones: dict[str, dict[str, Any]], sync_db: psycopg.Connection[Any], http: httpx.Client, keys: Keys
+) -> None:
+    params: dict[str, str | int] = {"sort": "price", "limit": 3}
+    gzip = {"X-API-Key": keys.read, "Accept-Encoding": "gzip"}
+    plain = {"X-API-Key": keys.read, "Accept-Encoding": "identity"}
+    first = http.get("/api/v2/diamonds", params=params, headers=gzip)
+    assert first.headers["content-encoding"] == "gzip"
+    assert first.headers["vary"] == "Accept-Encoding"
+    cheapest = first.json()["data"][0]["id"]
+    detail = http.get(f"/api/v2/diamonds/{cheapest}", headers=plain)
+    # A change the catalogue version does not know of (every writer bumps it) shows what is kept.
+    sync_db.execute("UPDATE diamonds SET status = 'deleted', deleted_at = now() WHERE id = %s", (cheapest,))
+    assert http.get(f"/api/v2/diamonds/{cheapest}", headers=plain).content == detail.content
+    again = http.get("/api/v2/diamonds", params=params, headers=gzip)
+    identity = http.get("/api/v2/diamonds", params=params, headers=plain)
+    assert again.content == first.content
+    assert "content-encoding" not in identity.headers
+    assert identity.content == first.content, "the same page, gzipped or not"
+    assert again.headers["etag"] == first.headers["etag"]
+    bump_version(sync_db)
+    fresh = http.get("/api/v2/diamonds", params=params, headers=gzip)
+    assert cheapest not in {item["id"] for item in fresh.json()["data"]}
+    assert http.get(f"/api/v2/diamonds/{cheapest}", headers=plain).status_code == 404
+    assert fresh.headers["etag"] != first.headers["etag"]
+
+
+def test_without_a_page_cache_every_search_runs(
+    db: Any, sync_db: psycopg.Connection[Any], database_url: str, tmp_path: Any
+) -> None:
+    insert(sync_db, [stone() for _ in range(3)])
+    settings: Settings = make_settings(database_url, tmp_path, api_page_cache_mb=0)
+    with serve(settings, database_url) as served, httpx.Client(base_url=served.url) as client:
+        from api.keys import create_key
+
+        headers = {"X-API-Key": served.call(create_key(served.container.pool, name="nocache", scopes=["read"])).key}
+        before = client.get("/api/v2/diamonds", headers=headers).json()["pagination"]["total"]
+        sync_db.execute(
+            "UPDATE diamonds SET status = 'deleted', deleted_at = now() WHERE id IN (SELECT id FROM diamonds LIMIT 1)"
+        )
+        after = client.get("/api/v2/diamonds", headers=headers).json()["pagination"]["total"]
+    assert (before, after) == (3, 2)
 
 
 def test_an_expensive_count_is_the_planners_estimate(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from localhost.consumer import settle
 from shared.bus.local import BusListener, LocalBus, MessageLockLostError
 from shared.bus.port import OutgoingMessage, QueueNames
 from shared.db.pool import Pool
@@ -154,3 +155,24 @@ async def test_the_listener_wakes_a_waiting_receiver(db: Pool, database_url: str
         assert asyncio.get_running_loop().time() - started < 5
     finally:
         await listener.stop()
+
+
+async def test_a_handler_failing_on_the_last_delivery_dead_letters_with_its_error(db: Pool) -> None:
+    bus = make_bus(db, max_deliveries=2)
+    await bus.send([message("a")])
+
+    async def failing(_: object) -> None:
+        raise RuntimeError("the feed answered 503")
+
+    [first] = await bus.receive(Q)
+    assert await settle(bus, first, failing) == "abandoned"
+    async with db.connection() as conn:
+        await conn.execute("UPDATE bus_messages SET visible_at = now()")  # skip the retry backoff
+    [last] = await bus.receive(Q)
+    assert await settle(bus, last, failing) == "dead-lettered"
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT reason, description, delivery_count FROM dead_letters")
+        assert await cur.fetchall() == [
+            ("MaxDeliveryCountExceeded", "delivery 2 of 2 failed: the feed answered 503", 2)
+        ]
+    assert (await bus.depth())[Q] == 0
