@@ -45,22 +45,42 @@ class Inbound:
     dead_letter_description: str | None = None
 
 
+# PostgreSQL's text and jsonb cannot hold U+0000, and a message that could not be recorded would
+# fail its dead-letter trigger on every delivery: NUL is kept as U+FFFD (JSON's escape as its text).
+_NUL = "\x00"
+_JSON_NUL = b"\\u0000"
+
+
+def _text(value: str) -> str:
+    return value.replace(_NUL, "\ufffd")
+
+
 def _json_value(value: Any) -> Jsonb:
     return Jsonb(value, dumps=partial(orjson.dumps, default=str))
 
 
 def stored_body(body: bytes) -> Any:
-    """The body as JSON when it is JSON (so it can be replayed as it was), else wrapped as text."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {"raw": body.decode("utf-8", errors="replace")}
+    """The body as JSON when it is JSON PostgreSQL can hold (so it can be replayed as it was), else
+    wrapped as text."""
+    if _JSON_NUL not in body:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return {"raw": _text(body.decode("utf-8", errors="replace"))}
+
+
+def _stored_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    # Application properties are flat: strings, numbers, booleans, bytes, UUIDs, times.
+    return {_text(str(k)): _text(v) if isinstance(v, str) else v for k, v in properties.items()}
 
 
 async def record_dead_letter(
     pool: Pool, message: Inbound, *, source: DeadLetterSource, reason: str, description: str | None
 ) -> None:
     """Insert the message into dead_letters (listed and replayed by API, dashboard and CLI), with an alert."""
+    message_id, reason = _text(message.message_id), _text(reason)
+    description = _text(description) if description is not None else None
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             """INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason,
@@ -69,9 +89,9 @@ async def record_dead_letter(
             (
                 source,
                 message.queue,
-                message.message_id,
+                message_id,
                 _json_value(stored_body(message.body)),
-                _json_value(dict(message.application_properties)),
+                _json_value(_stored_properties(message.application_properties)),
                 reason,
                 description,
                 message.delivery_count,
@@ -84,7 +104,7 @@ async def record_dead_letter(
                 "dead_letter",
                 "warning",
                 f"Dead letter on {message.queue}",
-                f"message {message.message_id} ({reason}): {description or 'no description'}",
+                f"message {message_id} ({reason}): {description or 'no description'}",
             ),
         )
 

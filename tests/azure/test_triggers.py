@@ -213,3 +213,40 @@ async def test_the_api_runs_through_the_asgi_function_with_the_request_s_durable
     assert probe_response.status_code == 200
     assert json.loads(probe_response.get_body()) == {"hub": "OpusTests"}
     assert runtime is not None
+
+
+NUL_ESCAPE = '{"type": "WORK_ITEM", "partition_id": "p\\u0000"}'
+
+
+@pytest.mark.parametrize(
+    ("body", "stored"),
+    [
+        (NUL_ESCAPE.encode(), {"raw": NUL_ESCAPE}),
+        (b"\x00\x01\xff", {"raw": "\ufffd\x01\ufffd"}),
+    ],
+    ids=["json-nul-escape", "binary-nul-byte"],
+)
+async def test_a_body_postgresql_cannot_hold_as_it_is_is_still_recorded(
+    db: Pool, harness: FunctionsHarness, body: bytes, stored: dict[str, str]
+) -> None:
+    """PostgreSQL's text and jsonb refuse U+0000: recording such a message failed, so the poison path
+    raised (redelivery) and the dead-letter sub-queue's trigger failed on every delivery, for good."""
+    await harness.deliver("work-items", sb_message(body, message_id="nul-1"))
+    dead_lettered = sb_message(
+        body,
+        message_id="nul\x00-2",
+        delivery_count=5,
+        dead_letter_reason="MaxDeliveryCountExceeded",
+        dead_letter_error_description="after 5\x00 attempts",
+        application_properties={"run_id": "r\x00"},
+    )
+    await user_function("deadletters_work_items")(msg=dead_lettered)
+    rows = await dead_letters(db)
+    assert [(r["source"], r["message_id"], r["body"]) for r in rows] == [
+        ("poison", "nul-1", stored),
+        ("servicebus", "nul\ufffd-2", stored),
+    ]
+    assert rows[1]["description"] == "after 5\ufffd attempts"
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT application_properties FROM dead_letters WHERE source = 'servicebus'")
+        assert await cur.fetchone() == ({"run_id": "r\ufffd"},)
