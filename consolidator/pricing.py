@@ -27,7 +27,8 @@ it is built, so a retail price always fits numeric(12, 2) (feed prices are at mo
 
 A consolidation loads ONE rule set (a `pricing_rule_versions` snapshot, see `rules_snapshot` and
 `ruleset_from_snapshot`) and records its version on the run, so editing rules mid-run cannot split
-a run's pricing.
+a run's pricing; when the run completes, the stones it wrote are brought to the newest version
+(`consolidator.repricing.catch_up_run`), so the catalogue still ends priced by the current rules.
 """
 
 from __future__ import annotations

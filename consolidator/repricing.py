@@ -8,6 +8,10 @@ changes, records old/new values (repricing_snapshots, diamond_history), bumps th
 of the feeds it touched and advances the job's progress and resume point. A job whose process died
 is resumed from that point (`run_job` again); an advisory lock keeps one runner per job.
 
+A consolidation that pinned an older version than the newest (the rules changed during its run)
+reprices the stones it wrote when it completes (`catch_up_run`), since the change's job may have
+passed them before they were merged.
+
 Reverting a job restores the rules it applied over (its `from_version` snapshot becomes a new
 version) and starts a job that reprices the catalogue to it, so stones come back to the prices the
 old rules give them even if a consolidation rewrote them in between.
@@ -27,7 +31,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from consolidator.pricing import PriceOutcome, PricingInput, RuleSet, price
-from consolidator.rules_store import ruleset_version
+from consolidator.rules_store import held_latest_ruleset, newest_version, ruleset_version
 from shared.db.pool import Pool
 from shared.errors import ConflictError, NotFoundError
 from shared.runs import Conn
@@ -97,12 +101,16 @@ _BATCH = """
 SELECT id, supplier_stone_id, feed, shape, carats, color, clarity, cut, lab_grown, fancy_color, feed_price,
        retail_price, markup_ratio, pricing_rule_id, rating
 FROM diamonds
-WHERE status = 'active' AND id > %s
+WHERE status = 'active' AND id > %(after)s {scope}
 ORDER BY id
-LIMIT %s
+LIMIT %(limit)s
 FOR UPDATE
 """
+# A job walks the whole live catalogue; a run's catch-up only the stones the run wrote.
+_JOB_BATCH: Final = _BATCH.format(scope="")
+_RUN_BATCH: Final = _BATCH.format(scope="AND feed = %(feed)s AND last_run_id = %(run)s")
 
+# Either a job's (snapshots for its revert, history by job) or a run's catch-up (history by run).
 _APPLY = """
 WITH new (id, retail_price, markup_ratio, pricing_rule_id, rating) AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(prices)s::numeric[], %(ratios)s::numeric[], %(rules)s::int8[],
@@ -123,11 +131,13 @@ WITH new (id, retail_price, markup_ratio, pricing_rule_id, rating) AS (
     SELECT %(job)s, old.id, old.retail_price, old.markup_ratio, old.rating, old.pricing_rule_id,
            new.retail_price, new.markup_ratio, new.rating, new.pricing_rule_id
     FROM old JOIN new USING (id)
+    WHERE %(job)s::int8 IS NOT NULL
     ON CONFLICT (job_id, diamond_id) DO NOTHING
 )
-INSERT INTO diamond_history (diamond_id, repricing_job_id, change, old_feed_price, new_feed_price,
+INSERT INTO diamond_history (diamond_id, repricing_job_id, run_id, change, old_feed_price, new_feed_price,
                              old_retail_price, new_retail_price)
-SELECT old.id, %(job)s, 'repriced', old.feed_price, old.feed_price, old.retail_price, new.retail_price
+SELECT old.id, %(job)s::int8, %(run)s::uuid, 'repriced', old.feed_price, old.feed_price, old.retail_price,
+       new.retail_price
 FROM old JOIN new USING (id)
 """
 
@@ -163,34 +173,70 @@ def _changed(row: Sequence[Any], outcome: PriceOutcome) -> bool:
     )
 
 
+async def _reprice_rows(
+    conn: Conn, rows: Sequence[Sequence[Any]], rules: RuleSet, *, job_id: int | None, run_id: UUID | None
+) -> tuple[int, Decimal]:
+    """Rewrite the locked rows whose pricing under `rules` differs; return (changed, price delta)."""
+    changes = [(row, outcome) for row in rows if _changed(row, outcome := price(_input(row), rules))]
+    delta = sum((outcome.retail_price - row[11] for row, outcome in changes), Decimal("0.00"))
+    if changes:
+        await conn.execute(
+            _APPLY,
+            {
+                "job": job_id,
+                "run": run_id,
+                "ids": [row[0] for row, _ in changes],
+                "prices": [o.retail_price for _, o in changes],
+                "ratios": [o.markup_ratio for _, o in changes],
+                "rules": [o.pricing_rule_id for _, o in changes],
+                "ratings": [o.rating for _, o in changes],
+            },
+        )
+        await conn.execute(
+            """UPDATE dataset_versions SET version = version + 1, updated_at = now()
+               WHERE feed = ANY(%s)""",
+            (sorted({row[2] for row, _ in changes}),),
+        )
+    return len(changes), delta
+
+
 async def _reprice_batch(conn: Conn, job_id: int, rules: RuleSet, after: UUID, size: int) -> UUID | None:
     """Reprice the next batch after `after`; return the new resume point (None when done)."""
     async with conn.transaction():
-        rows = await (await conn.execute(_BATCH, (after, size))).fetchall()
+        rows = await (await conn.execute(_JOB_BATCH, {"after": after, "limit": size})).fetchall()
         if not rows:
             return None
-        changes = [(row, outcome) for row in rows if _changed(row, outcome := price(_input(row), rules))]
-        delta = sum((outcome.retail_price - row[11] for row, outcome in changes), Decimal("0.00"))
-        if changes:
-            await conn.execute(
-                _APPLY,
-                {
-                    "job": job_id,
-                    "ids": [row[0] for row, _ in changes],
-                    "prices": [o.retail_price for _, o in changes],
-                    "ratios": [o.markup_ratio for _, o in changes],
-                    "rules": [o.pricing_rule_id for _, o in changes],
-                    "ratings": [o.rating for _, o in changes],
-                },
-            )
-            await conn.execute(
-                """UPDATE dataset_versions SET version = version + 1, updated_at = now()
-                   WHERE feed = ANY(%s)""",
-                (sorted({row[2] for row, _ in changes}),),
-            )
+        changed, delta = await _reprice_rows(conn, rows, rules, job_id=job_id, run_id=None)
         last: UUID = rows[-1][0]
-        await conn.execute(_PROGRESS, (len(rows), len(changes), delta, last, job_id))
+        await conn.execute(_PROGRESS, (len(rows), changed, delta, last, job_id))
         return last if len(rows) == size else None
+
+
+async def catch_up_run(conn: Conn, feed: str, run_id: UUID, pinned: RuleSet, *, batch_size: int = BATCH_SIZE) -> int:
+    """Reprice the live stones a run wrote to the newest rule version if the rules changed since the
+    run pinned `pinned`; return how many changed. Call in the transaction that completes the run.
+
+    A run prices every stone with the version it pinned, so a rule change during the run cannot split
+    its pricing; but the change's repricing job may already have passed the stones the run merged
+    after it, which would keep the old rules' prices for good. Rule changes are held off until the
+    caller commits, so no newer version's job can be overtaken by this one.
+    """
+    if await newest_version(conn) == pinned.version:
+        return 0
+    rules = await held_latest_ruleset(conn)
+    changed = 0
+    after = UUID(int=0)
+    while True:
+        params = {"after": after, "limit": batch_size, "feed": feed, "run": run_id}
+        rows = await (await conn.execute(_RUN_BATCH, params)).fetchall()
+        if not rows:
+            break
+        changed += (await _reprice_rows(conn, rows, rules, job_id=None, run_id=run_id))[0]
+        after = rows[-1][0]
+    log.info(
+        "rules changed during the run (version %s to %s): %d stones repriced", pinned.version, rules.version, changed
+    )
+    return changed
 
 
 async def _start(conn: Conn, job_id: int) -> tuple[RepricingJob, UUID]:

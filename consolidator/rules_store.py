@@ -3,7 +3,7 @@
 Every change to `pricing_rules` or `pricing_base_margins` must be followed, in the same transaction,
 by `record_version` — it snapshots the active rules as a new `pricing_rule_versions` row. A
 consolidation pins one version for its whole run (`pinned_ruleset`), so a mid-run edit cannot split
-a run's pricing.
+a run's pricing (the run's stones are brought to the newest version when it completes).
 """
 
 from __future__ import annotations
@@ -58,6 +58,20 @@ async def latest_ruleset(conn: Conn) -> RuleSet:
     if row is None:
         return await record_version(conn, "initial rules")
     return ruleset_from_snapshot(row[0], row[1])
+
+
+async def newest_version(conn: Conn) -> int | None:
+    """The newest recorded version number (None before the first is recorded)."""
+    cur = await conn.execute("SELECT max(version) FROM pricing_rule_versions")
+    row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+async def held_latest_ruleset(conn: Conn) -> RuleSet:
+    """The newest version, with rule changes (which lock pricing_rules in SHARE ROW EXCLUSIVE mode)
+    held off until the caller's transaction ends."""
+    await conn.execute("LOCK TABLE pricing_rules IN SHARE MODE")
+    return await latest_ruleset(conn)
 
 
 async def ruleset_version(conn: Conn, version: int) -> RuleSet:

@@ -7,8 +7,9 @@ Flow for one CONSOLIDATE message:
    the database's merge; other consolidators may join, SKIP LOCKED keeps them apart);
 4. for a full run whose ingestion completed: stones not seen by the run are asked of the feed by id;
    those it no longer has are soft-deleted, the others are refreshed like any raw row;
-5. finalise in ONE transaction: soft delete, catalogue version, run completed with its stats and,
-   only when every partition completed and nothing was forced, the watermark = the run's updated_to.
+5. finalise in ONE transaction: soft delete, the run's stones repriced to the newest rules if they
+   changed since step 2 (`repricing.catch_up_run`), catalogue version, run completed with its stats
+   and, only when every partition completed and nothing was forced, the watermark = the run's updated_to.
 A failure before step 5 leaves the run `consolidating` and the watermark untouched; the message is
 redelivered and the work resumes where it stopped.
 """
@@ -24,6 +25,7 @@ from decimal import Decimal
 from consolidator.mapper import MappingFailure, map_item
 from consolidator.payload import decode_item
 from consolidator.pricing import RuleSet, price
+from consolidator.repricing import catch_up_run
 from consolidator.rules_store import pinned_ruleset
 from consolidator.writer import MergeCounts, claim_pending, merge_rows, requeue_returned, soft_delete, staged_row
 from shared.alerts import Alert, record_alert
@@ -236,6 +238,7 @@ async def finalise(
                 if current.status != "consolidating":
                     return ConsolidationResult("stale", stats)
                 deleted = await _apply_soft_delete(conn, run, gone)
+                await catch_up_run(conn, run.feed, run.run_id, rules)
                 await _complete(conn, run, rules, deleted, advance)
                 await _alert_on_mapping_errors(conn, container, run)
                 break

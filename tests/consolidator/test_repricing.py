@@ -1,0 +1,122 @@
+"""Repricing against a real PostgreSQL: rule changes racing a consolidation, jobs killed and resumed,
+progress figures, and the catalogue ending priced by the newest rules exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from api import pricing as rules_api
+from consolidator.pricing import PricingInput, price
+from consolidator.repricing import run_job
+from consolidator.rules_store import latest_ruleset, pinned_ruleset
+from consolidator.service import consolidate
+from shared.bootstrap import Container, open_container
+from shared.db.pool import Pool
+from shared.messages import Consolidate
+from shared.raw_store import to_raw_items, upsert_raw
+from shared.settings import Settings
+from tests.consolidator.items import nivoda_item
+
+FEED = "nivoda-natural"
+NATURAL_X2 = {"priority": 5, "stone_type": "natural", "markup_multiplier": Decimal(2), "rating": 7}
+
+
+@pytest.fixture
+async def container(db: Pool, settings: Settings, database_url: str) -> AsyncIterator[Container]:
+    async with open_container(settings, database_url, name="repricing-tests") as opened:
+        yield opened
+
+
+async def new_run(pool: Pool) -> UUID:
+    """An incremental run whose ingestion is over, waiting for its consolidation."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            """INSERT INTO run_metadata (feed, run_type, status, trace_id, updated_from, updated_to,
+                   expected_partitions, estimated_records)
+               VALUES (%s, 'incremental', 'consolidating', 'repricing-test', now() - interval '1 hour', now(), 1, 0)
+               RETURNING run_id""",
+            (FEED,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    run_id: UUID = row[0]
+    return run_id
+
+
+async def ingest(pool: Pool, run_id: UUID, prices_cents: list[int]) -> None:
+    """Raw rows for natural stones s0, s1, ... costing the given cents, pending consolidation."""
+    items = [nivoda_item(id=f"offer-{n}", price=cents, diamond={"id": f"s{n}"}) for n, cents in enumerate(prices_cents)]
+    raw, unkeyed = to_raw_items(items)
+    assert not unkeyed
+    async with pool.connection() as conn, conn.transaction():
+        await upsert_raw(conn, feed=FEED, run_id=run_id, items=raw)
+
+
+async def change_rules(pool: Pool, values: dict[str, Any]) -> int:
+    """Create a rule with a repricing job, as the API does; return the job's id."""
+    applied = await rules_api.apply_change(pool, rules_api.Change("create", values=values), reprice=True)
+    assert applied.job_id is not None
+    return applied.job_id
+
+
+async def stale_stones(pool: Pool) -> dict[str, tuple[Decimal, Decimal]]:
+    """Live stones whose stored price is not what the newest rule version gives: id -> (stored, due)."""
+    async with pool.connection() as conn:
+        rules = await latest_ruleset(conn)
+        cur = await conn.execute(
+            """SELECT supplier_stone_id, feed, shape, carats, color, clarity, cut, lab_grown, fancy_color, feed_price,
+                      retail_price
+               FROM diamonds WHERE status = 'active'"""
+        )
+        rows = await cur.fetchall()
+    assert rows, "the catalogue is empty: nothing was checked"
+    due = {row[0]: (row[10], price(PricingInput(*row[:10]), rules).retail_price) for row in rows}
+    return {sid: prices for sid, prices in due.items() if prices[0] != prices[1]}
+
+
+async def test_a_rule_change_during_a_consolidation_leaves_no_stone_priced_by_the_old_rules(
+    db: Pool, container: Container
+) -> None:
+    run_id = await new_run(db)
+    await ingest(db, run_id, [100_000, 250_050, 99_999])
+    # The consolidation starts (and pins the rules of the moment) ...
+    async with db.connection() as conn:
+        pinned = await pinned_ruleset(conn, run_id)
+    # ... the rules change and their repricing job runs to completion before it merges anything ...
+    job_id = await change_rules(db, NATURAL_X2)
+    job = await run_job(db, job_id)
+    assert job.status == "completed"
+    # ... then it merges its stones, priced by the version it pinned, and completes.
+    message = Consolidate(feed=FEED, run_id=run_id, trace_id="repricing-test", requested_by="test")
+    assert (await consolidate(container, message)).outcome == "completed"
+
+    assert await stale_stones(db) == {}
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT pricing_version FROM run_metadata WHERE run_id = %s", (run_id,))
+        assert await cur.fetchone() == (pinned.version,), "the run records the one version it priced with"
+        cur = await conn.execute(
+            "SELECT retail_price, markup_ratio, rating FROM diamonds WHERE supplier_stone_id = 's1'"
+        )
+        assert await cur.fetchone() == (Decimal("5001.00"), Decimal("2.0000"), 7)
+        cur = await conn.execute(
+            """SELECT count(*), min(old_retail_price), min(new_retail_price) FROM diamond_history
+               WHERE change = 'repriced' AND run_id = %s""",
+            (run_id,),
+        )
+        assert await cur.fetchone() == (3, Decimal("1399.99"), Decimal("1999.98"))
+
+
+async def test_a_run_under_unchanged_rules_reprices_nothing_after_merging(db: Pool, container: Container) -> None:
+    run_id = await new_run(db)
+    await ingest(db, run_id, [100_000, 250_050])
+    message = Consolidate(feed=FEED, run_id=run_id, trace_id="repricing-test", requested_by="test")
+    assert (await consolidate(container, message)).outcome == "completed"
+    assert await stale_stones(db) == {}
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM diamond_history WHERE change = 'repriced'")
+        assert await cur.fetchone() == (0,)
