@@ -46,17 +46,22 @@ class Applied:
     job_id: int | None
 
 
+def rule_error(exc: RuleError) -> ParameterError:
+    """The 422 for an engine refusal, naming the first rule field its message mentions."""
+    message = str(exc)
+    mentioned = [(found.start(), name) for name in _EDITABLE if (found := re.search(rf"\b{name}\b", message))]
+    field = min(mentioned)[1] if mentioned else "body"
+    # The engine's message often starts with the field, which the error names already.
+    return ParameterError(field, message.removeprefix(f"{field}: "), location="body")
+
+
 def build_rule(values: Mapping[str, Any], rule_id: int | None = None) -> PricingRule:
     """Validate a rule through the pricing engine's own checks; a failure names the field (422)."""
     try:
         fields: dict[str, Any] = {name: values.get(name) for name in _EDITABLE}
         return PricingRule(id=rule_id, **fields)
     except RuleError as exc:
-        message = str(exc)
-        mentioned = [(found.start(), name) for name in _EDITABLE if (found := re.search(rf"\b{name}\b", message))]
-        field = min(mentioned)[1] if mentioned else "body"
-        # The engine's message often starts with the field, which the error names already.
-        raise ParameterError(field, message.removeprefix(f"{field}: "), location="body") from None
+        raise rule_error(exc) from None
     except TypeError as exc:  # a value of the wrong kind for the engine's checks
         raise ParameterError("body", str(exc), location="body") from None
 
@@ -138,7 +143,11 @@ async def apply_change(pool: Pool, change: Change, *, reprice: bool) -> Applied:
         before = await latest_ruleset(conn)
         rule_id = await _write(conn, change)
         reason = _describe(change, rule_id)
-        after = await record_version(conn, reason)
+        try:
+            # The rule set as a whole: the rule's markup with the base margins must stay in bounds.
+            after = await record_version(conn, reason)
+        except RuleError as exc:
+            raise rule_error(exc) from None
         job_id = (
             await create_job(conn, from_version=before.version, to_version=after.version, reason=reason)
             if reprice
@@ -167,7 +176,7 @@ async def candidate_rules(conn: Conn, change: Change) -> RuleSet:
     try:
         return RuleSet(0, tuple(rules), current.base_margins)
     except RuleError as exc:
-        raise ParameterError("body", str(exc), location="body") from None
+        raise rule_error(exc) from None
 
 
 _CATALOGUE = """

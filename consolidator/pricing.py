@@ -270,10 +270,13 @@ class RuleSet:
         object.__setattr__(self, "base_margins", MappingProxyType(_base_margins(self.base_margins)))
         for kind in STONE_TYPES:
             self._default_ratios[kind] = _margin_ratio(self.base_margins[kind])
-            _check_ratio(self._default_ratios[kind], f"the base margin of {kind} stones")
+            _check_ratio(self._default_ratios[kind], f"base_margins.{kind}", kind)
         for rule in self.rules:
+            # The field first: the API names the first field a message mentions.
+            outcome = "markup_multiplier" if rule.markup_multiplier is not None else "margin_modifier"
             for kind in (rule.stone_type,) if rule.stone_type else STONE_TYPES:
-                _check_ratio(self._ratio(rule, kind), f"rule {rule.id or '(new)'} (priority {rule.priority})")
+                what = f"{outcome} of rule {rule.id or '(new)'} (priority {rule.priority})"
+                _check_ratio(self._ratio(rule, kind), what, kind)
 
     def default_ratio(self, kind: StoneType) -> Decimal:
         """The markup when no rule matches: 1 + base margin / 100."""
@@ -315,9 +318,11 @@ def _margin_ratio(margin_pct: Decimal) -> Decimal:
     return (1 + margin_pct / _HUNDRED).quantize(_RATIO_PLACES)
 
 
-def _check_ratio(ratio: Decimal, what: str) -> None:
+def _check_ratio(ratio: Decimal, what: str, kind: StoneType) -> None:
     if not 0 < ratio <= MAX_MARKUP_RATIO:
-        raise RuleError(f"{what} gives a markup ratio of {ratio}; it must be above 0 and at most {MAX_MARKUP_RATIO}")
+        raise RuleError(
+            f"{what} gives {kind} stones a markup ratio of {ratio}; it must be above 0 and at most {MAX_MARKUP_RATIO}"
+        )
 
 
 def stone_type(diamond: Priceable) -> StoneType:

@@ -72,6 +72,13 @@ NATURAL_X2 = {"priority": 5, "stone_type": "natural", "markup_multiplier": "2", 
         ({"priority": 1, "rating": 11, "markup_multiplier": "1.5"}, "rating"),
         ({"priority": 1, "markup_multiplier": "1.5", "colour": ["D"]}, "colour"),
         ({"priority": 1, "markup_multiplier": "1e9"}, "markup_multiplier"),
+        # Within the columns' range, but a markup ratio the engine refuses (above 100, or not above 0
+        # once the stone type's base margin is added): refused whole, never a 500.
+        ({"priority": 1, "markup_multiplier": "500"}, "markup_multiplier"),
+        ({"priority": 1, "stone_type": "natural", "margin_modifier": "-140"}, "margin_modifier"),
+        ({"priority": 1, "margin_modifier": "-150"}, "margin_modifier"),
+        ({"priority": 1, "carat_min": 1e30, "markup_multiplier": "1.5"}, "carat_min"),
+        ({"priority": 1, "cost_max": "Infinity", "markup_multiplier": "1.5"}, "cost_max"),
     ],
 )
 def test_invalid_rules_are_refused_naming_the_field(
@@ -82,6 +89,10 @@ def test_invalid_rules_are_refused_naming_the_field(
     error = response.json()["error"]
     assert parameter in {detail["parameter"] for detail in error["details"]}
     assert http.get(RULES, headers=_admin(keys)).json()["data"] == []
+    preview = http.post("/api/v2/pricing/preview", json={"action": "create", "rule": rule}, headers=_admin(keys))
+    assert preview.status_code == 422, preview.text
+    named = {detail["parameter"].removeprefix("rule.") for detail in preview.json()["error"]["details"]}
+    assert parameter in named
 
 
 def test_priorities_are_unique_per_feed(db: Any, http: httpx.Client, keys: Keys) -> None:
