@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from fanin.durable import PARTITION_DONE, RUN_FINISHED, FanInStart
+from fanin.durable import PARTITION_DONE, RUN_FINISHED, FanInStart, current_client, instance_is_active
 from fanin.lifecycle import TERMINAL_STATUSES, Action, Decision, LifecyclePolicy, PartitionCounts, RunSnapshot, decide
 from fanin.service import apply_decision, request_stalled_consolidations
 from scheduler.chain import next_feed
@@ -418,11 +418,29 @@ async def resend_consolidation(container: Container, run_id: str) -> bool:
     return True
 
 
+async def adopt_orphaned_runs(container: Container, run_ids: Sequence[UUID]) -> None:
+    """Start the fan-in again of each ingesting or consolidating run whose orchestration is not running:
+    it failed (an activity out of retries), stopped watching, or was purged. Without it no report may
+    be left to come, and the run would hold its feed's active slot for good; the new one reads the run
+    from the database and carries on (a running one is left alone)."""
+    for run_id in run_ids:
+        if await instance_is_active(current_client(), str(run_id)):
+            continue
+        async with container.pool.connection() as conn:
+            run = await load_run(conn, run_id)
+        if run.status not in ("ingesting", "consolidating"):
+            continue
+        with log_context(run_id=run.run_id, trace_id=run.trace_id, feed=run.feed):
+            log.warning("the %s run's fan-in orchestration is not running: starting it again", run.status)
+            await container.fanin.start(run)
+
+
 async def start_chain(
     container: Container, feeds: Sequence[str], *, requested_by: str = "schedule"
 ) -> RunStarted | None:
     """Start the first of `feeds` that has something to fetch, unless a run of the chain is active
-    (feeds run one after the other: concurrent runs trip the vendor's WAF)."""
+    (feeds run one after the other: concurrent runs trip the vendor's WAF); an active run whose
+    orchestration stopped gets a new one."""
     await launch_abandoned_runs(container)
     async with container.pool.connection() as conn:
         cur = await conn.execute(
@@ -432,6 +450,7 @@ async def start_chain(
         )
         active = await cur.fetchall()
     if active:
+        await adopt_orphaned_runs(container, [run_id for _, run_id in active])
         log.info("not starting %s: run %s of %s is still active", ", ".join(feeds), active[0][1], active[0][0])
         return None
     for feed in feeds:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
 import pytest
 from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMessage
 
+from fanin import orchestrator
 from fanin.durable import PARTITION_DONE, current_client
 from shared.db.pool import Pool
 from shared.functions_runtime import runtime
 from shared.runs import load_run
 from tests.azure.conftest import FakeContext, FunctionsHarness, functions_message
+from tests.azure.durable import VirtualClock
 from tests.azure.indexing import indexed, user_function
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -250,3 +252,31 @@ async def test_a_body_postgresql_cannot_hold_as_it_is_is_still_recorded(
     async with db.connection() as conn:
         cur = await conn.execute("SELECT application_properties FROM dead_letters WHERE source = 'servicebus'")
         assert await cur.fetchone() == ({"run_id": "r\ufffd"},)
+
+
+async def test_the_timer_restarts_the_orchestration_of_a_run_whose_fan_in_gave_up(
+    db: Pool, harness: FunctionsHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every partition reported while the database refused the decision: the orchestration failed after
+    its activity retries, and with no report left to come, the run stayed ingesting (its feed blocked)."""
+    clock = VirtualClock(datetime.now(UTC))
+    harness.engine.now = clock
+
+    async def refused(container: Any, payload: dict[str, Any]) -> bool:
+        raise ConnectionError("the database is failing over")
+
+    monkeypatch.setattr(orchestrator, "apply_run_decision", refused)
+    await harness.tick()
+    run_id = json.loads(harness.servicebus.outbox[0].body)["run_id"]
+    for _ in range(5):
+        await harness.drain()
+        clock.advance(timedelta(minutes=2))  # the activity's retry timers
+    instance = harness.engine.instances[run_id]
+    assert instance.runtime_status == "Failed", "the orchestration ran out of activity retries"
+    monkeypatch.undo()
+    await harness.tick()
+    await harness.drain()
+    async with db.connection() as conn:
+        run = await load_run(conn, uuid.UUID(run_id))
+    assert run.status == "completed"
+    assert harness.engine.instances[run_id].output["status"] == "completed"
