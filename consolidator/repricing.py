@@ -271,8 +271,11 @@ async def run_job(pool: Pool, job_id: int, *, batch_size: int = BATCH_SIZE) -> R
             position: UUID | None = after
             while position is not None:
                 position = await _with_deadlock_retry(conn, job_id, rules, position, batch_size)
+            # `total` was the live stones when the job started; stones added or deleted since make the
+            # walk longer or shorter, and a completed job reports what it walked (progress 1).
             await conn.execute(
-                """UPDATE repricing_jobs SET status = 'completed', completed_at = now(), last_progress_at = now()
+                """UPDATE repricing_jobs SET status = 'completed', total = processed, completed_at = now(),
+                       last_progress_at = now()
                    WHERE id = %s""",
                 (job_id,),
             )

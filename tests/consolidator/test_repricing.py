@@ -11,8 +11,9 @@ from uuid import UUID
 import pytest
 
 from api import pricing as rules_api
+from consolidator import repricing
 from consolidator.pricing import PricingInput, price
-from consolidator.repricing import run_job
+from consolidator.repricing import load_job, run_job
 from consolidator.rules_store import latest_ruleset, pinned_ruleset
 from consolidator.service import consolidate
 from shared.bootstrap import Container, open_container
@@ -79,6 +80,15 @@ async def stale_stones(pool: Pool) -> dict[str, tuple[Decimal, Decimal]]:
     return {sid: prices for sid, prices in due.items() if prices[0] != prices[1]}
 
 
+async def consolidated(pool: Pool, container: Container, prices_cents: list[int]) -> UUID:
+    """A completed run that put natural stones costing these cents into the catalogue."""
+    run_id = await new_run(pool)
+    await ingest(pool, run_id, prices_cents)
+    message = Consolidate(feed=FEED, run_id=run_id, trace_id="repricing-test", requested_by="test")
+    assert (await consolidate(container, message)).outcome == "completed"
+    return run_id
+
+
 async def test_a_rule_change_during_a_consolidation_leaves_no_stone_priced_by_the_old_rules(
     db: Pool, container: Container
 ) -> None:
@@ -120,3 +130,47 @@ async def test_a_run_under_unchanged_rules_reprices_nothing_after_merging(db: Po
     async with db.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM diamond_history WHERE change = 'repriced'")
         assert await cur.fetchone() == (0,)
+
+
+async def test_a_job_killed_mid_way_resumes_and_reprices_each_stone_once(
+    db: Pool, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await consolidated(db, container, [100_000, 200_000, 300_000, 400_000, 500_000])
+    job_id = await change_rules(db, NATURAL_X2)
+    real_batch = repricing._reprice_batch
+    calls = 0
+
+    async def killed_on_the_second_batch(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionError("the runner's process died")
+        return await real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(repricing, "_reprice_batch", killed_on_the_second_batch)
+    with pytest.raises(ConnectionError):
+        await run_job(db, job_id, batch_size=2)
+    monkeypatch.undo()
+    async with db.connection() as conn:
+        job = await load_job(conn, job_id)
+        assert (job.status, job.total, job.processed, job.changed) == ("running", 5, 2, 2)
+        # A stone ahead of the resume point leaves the catalogue before the job is resumed.
+        await conn.execute(
+            """UPDATE diamonds SET status = 'deleted', deleted_at = now()
+               WHERE id = (SELECT id FROM diamonds ORDER BY id DESC LIMIT 1)"""
+        )
+
+    job = await run_job(db, job_id, batch_size=2)
+
+    assert await stale_stones(db) == {}
+    assert (job.status, job.processed, job.changed) == ("completed", 4, 4)
+    assert job.total == job.processed, "a completed job has walked all it had to"
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            """SELECT count(*), count(DISTINCT diamond_id), sum(new_retail_price - old_retail_price)
+               FROM diamond_history WHERE change = 'repriced' AND repricing_job_id = %s""",
+            (job_id,),
+        )
+        assert await cur.fetchone() == (4, 4, job.price_delta)
+        cur = await conn.execute("SELECT count(*) FROM repricing_snapshots WHERE job_id = %s", (job_id,))
+        assert await cur.fetchone() == (4,)
