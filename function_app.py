@@ -12,6 +12,8 @@ function, hence no question of route precedence between a specific route and the
 
 from __future__ import annotations
 
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit, urlunsplit
+
 import azure.durable_functions as df
 import azure.functions as func
 
@@ -26,6 +28,28 @@ from worker.blueprint import bp as worker_bp
 
 HTTP_FUNCTION = "http_app_func"
 CLIENT_BINDING = "client"
+
+
+def decodable_path(req: func.HttpRequest) -> func.HttpRequest:
+    """The request, its path re-encoded when it is not UTF-8 once percent-decoded.
+
+    The bridge decodes the path as strict UTF-8 and fails the invocation (a 500) on `/api/%FF`;
+    uvicorn replaces what does not decode with U+FFFD, and so does this, so the app answers alike.
+    """
+    url = urlsplit(req.url)
+    try:
+        unquote_to_bytes(url.path).decode("utf-8")
+    except UnicodeDecodeError:
+        path = quote(unquote(url.path, errors="replace"), safe="/")
+        return func.HttpRequest(
+            req.method,
+            urlunsplit(url._replace(path=path)),
+            headers=dict(req.headers),
+            params=dict(req.params),
+            route_params=dict(req.route_params),
+            body=req.get_body(),
+        )
+    return req
 
 
 class OpusFunctionApp(func.AsgiFunctionApp):
@@ -48,7 +72,7 @@ class OpusFunctionApp(func.AsgiFunctionApp):
                     raise RuntimeError("ASGI middleware startup failed.")
                 self.startup_task_done = True
             with durable_client(df.DurableOrchestrationClient(client, context.invocation_id)):
-                response: func.HttpResponse = await asgi.handle_async(req, context)
+                response: func.HttpResponse = await asgi.handle_async(decodable_path(req), context)
                 return response
 
 

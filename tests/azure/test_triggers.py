@@ -280,3 +280,22 @@ async def test_the_timer_restarts_the_orchestration_of_a_run_whose_fan_in_gave_u
         run = await load_run(conn, uuid.UUID(run_id))
     assert run.status == "completed"
     assert harness.engine.instances[run_id].output["status"] == "completed"
+
+
+async def test_a_path_that_is_not_utf_8_once_decoded_is_answered_like_uvicorn_answers_it(
+    harness: FunctionsHarness,
+) -> None:
+    """The bridge decoded the path as strict UTF-8 and the invocation failed (a 500 from the host);
+    uvicorn replaces what does not decode, and the app answers."""
+    http = user_function("http_app_func")
+    responses = [
+        await http(
+            req=func.HttpRequest(method, f"http://localhost{path}?q=%FF", body=b"", headers={"x-probe": "1"}),
+            context=FakeContext("http_app_func"),
+            client=harness.client_binding,
+        )
+        for method, path in (("GET", "/api/v2/diamonds/%FF%FE"), ("HEAD", "/api/health/%C3"), ("GET", "/api/%ff"))
+    ]
+    # A query parameter the operation does not take is named before credentials are asked for.
+    assert [r.status_code for r in responses] == [422, 404, 404]
+    assert json.loads(responses[0].get_body())["error"]["details"][0]["parameter"] == "q"
