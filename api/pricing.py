@@ -2,8 +2,9 @@
 
 A change and everything that follows from it commit in ONE transaction: the rule rows, the new
 `pricing_rule_versions` snapshot and (unless asked not to) the repricing job; if a job is already
-running the whole change is refused, so nothing is half-applied. Rule changes are serialised by a
-table lock, which also makes the "one active priority per feed" check race-free.
+pending or running the whole change is refused (with or without repricing), so nothing is
+half-applied. Rule changes are serialised by a table lock, which also makes the "one active
+priority per feed" check race-free.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from psycopg.rows import dict_row
 from api.errors import ParameterError
 from consolidator.preview import PreviewReport, preview
 from consolidator.pricing import RULE_FIELDS, PricingInput, PricingRule, RuleError, RuleSet
-from consolidator.repricing import create_job, load_job
+from consolidator.repricing import check_idle, create_job, load_job
 from consolidator.rules_store import current_rules, latest_ruleset, record_version, ruleset_version
 from shared.db.pool import Pool
 from shared.errors import ConflictError, NotFoundError
@@ -148,11 +149,12 @@ async def apply_change(pool: Pool, change: Change, *, reprice: bool) -> Applied:
             after = await record_version(conn, reason)
         except RuleError as exc:
             raise rule_error(exc) from None
-        job_id = (
-            await create_job(conn, from_version=before.version, to_version=after.version, reason=reason)
-            if reprice
-            else None
-        )
+        job_id = None
+        if reprice:
+            job_id = await create_job(conn, from_version=before.version, to_version=after.version, reason=reason)
+        else:
+            # Refused too: the running job would go on writing the prices of rules no longer current.
+            await check_idle(conn)
         rule = await _rule_row(conn, rule_id)
     return Applied(rule, after.version, job_id)
 

@@ -66,6 +66,14 @@ _JOB_COLUMNS: Final = """id, status, from_version, to_version, reason, total, pr
     created_at, started_at, completed_at, reverted_at, last_progress_at"""
 
 
+async def check_idle(conn: Conn) -> None:
+    """ConflictError while a job is pending or running (call under the rule changes' table lock)."""
+    cur = await conn.execute("SELECT id, status FROM repricing_jobs WHERE status IN ('pending', 'running')")
+    busy = await cur.fetchone()
+    if busy is not None:
+        raise ConflictError(f"repricing job {busy[0]} is {busy[1]}; wait for it to finish")
+
+
 async def create_job(conn: Conn, *, from_version: int | None, to_version: int, reason: str) -> int:
     """Record a pending job (call inside the transaction that changed the rules)."""
     try:

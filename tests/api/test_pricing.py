@@ -222,6 +222,11 @@ def test_a_change_while_a_job_is_running_is_refused_whole(
     response = http.post(RULES, json={**NATURAL_X2, "priority": 9}, headers=_admin(keys))
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "conflict"
+    # Without repricing too: the running job would go on writing prices of rules no longer current.
+    unpriced = http.post(RULES, params={"reprice": "false"}, json={**NATURAL_X2, "priority": 9}, headers=_admin(keys))
+    assert unpriced.status_code == 409, unpriced.text
+    deactivated = http.delete(f"{RULES}/{first['data']['id']}", params={"reprice": "false"}, headers=_admin(keys))
+    assert deactivated.status_code == 409, deactivated.text
     assert [rule["priority"] for rule in http.get(RULES, headers=_admin(keys)).json()["data"]] == [5]
     versions = sync_db.execute("SELECT count(*) FROM pricing_rule_versions").fetchone()
     assert versions == (2,)
