@@ -221,6 +221,13 @@ async def revert_job(pool: Pool, job_id: int) -> int:
         if job.from_version is None:
             raise ConflictError(f"repricing job {job_id} has no earlier rule version to go back to")
         before = await latest_ruleset(conn)
+        if before.version != job.to_version:
+            # Restoring the job's starting rules would silently undo the later changes (made without
+            # repricing, or whose job failed) too.
+            raise ConflictError(
+                f"the rules changed after repricing job {job_id} (it applied version {job.to_version}, "
+                f"version {before.version} is current); only the latest change can be reverted"
+            )
         await _restore(conn, await ruleset_version(conn, job.from_version))
         reason = f"revert of repricing job {job_id}"
         after = await record_version(conn, reason)

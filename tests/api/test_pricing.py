@@ -168,6 +168,21 @@ def test_revert_restores_rules_and_prices(
     assert again.status_code == 409
 
 
+def test_a_revert_never_undoes_later_changes(
+    catalogue: list[dict[str, Any]], http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
+) -> None:
+    created = http.post(RULES, json=NATURAL_X2, headers=_admin(keys)).json()
+    job = _wait_for_job(http, keys, created["repricing_job"]["id"])
+    later = {"priority": 9, "stone_type": "lab", "margin_modifier": "1.00"}
+    assert http.post(RULES, params={"reprice": "false"}, json=later, headers=_admin(keys)).status_code == 201
+    prices = _prices(sync_db)
+    reverted = http.post(f"/api/v2/pricing/jobs/{job['id']}/revert", headers=_admin(keys))
+    assert reverted.status_code == 409, reverted.text
+    assert [rule["priority"] for rule in http.get(RULES, headers=_admin(keys)).json()["data"]] == [5, 9]
+    assert http.get(f"/api/v2/pricing/jobs/{job['id']}", headers=_admin(keys)).json()["data"]["status"] == "completed"
+    assert _prices(sync_db) == prices
+
+
 def test_replace_and_deactivate(
     catalogue: Any, http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
 ) -> None:
