@@ -12,7 +12,7 @@ function, hence no question of route precedence between a specific route and the
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, unquote_to_bytes, urlsplit, urlunsplit
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -30,26 +30,42 @@ HTTP_FUNCTION = "http_app_func"
 CLIENT_BINDING = "client"
 
 
-def decodable_path(req: func.HttpRequest) -> func.HttpRequest:
-    """The request, its path re-encoded when it is not UTF-8 once percent-decoded.
+def _decodable(path: str) -> str:
+    try:
+        unquote_to_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return quote(unquote(path, errors="replace"), safe="/")
+    return path
 
-    The bridge decodes the path as strict UTF-8 and fails the invocation (a 500) on `/api/%FF`;
-    uvicorn replaces what does not decode with U+FFFD, and so does this, so the app answers alike.
+
+def _with_valid_port(url: SplitResult) -> str:
+    try:
+        url.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        host = url.hostname or ""
+        return f"[{host}]" if ":" in host else host
+    return url.netloc
+
+
+def bridgeable(req: func.HttpRequest) -> func.HttpRequest:
+    """The request as the ASGI bridge can take it; on these it failed the invocation (a 500):
+
+    - a path that is not UTF-8 once percent-decoded (`/api/%FF`): what does not decode becomes
+      U+FFFD, as uvicorn does, so the app answers it as it does locally;
+    - a URL whose port is not a port (`Host: localhost:99999`): the port is dropped (the scheme's).
     """
     url = urlsplit(req.url)
-    try:
-        unquote_to_bytes(url.path).decode("utf-8")
-    except UnicodeDecodeError:
-        path = quote(unquote(url.path, errors="replace"), safe="/")
-        return func.HttpRequest(
-            req.method,
-            urlunsplit(url._replace(path=path)),
-            headers=dict(req.headers),
-            params=dict(req.params),
-            route_params=dict(req.route_params),
-            body=req.get_body(),
-        )
-    return req
+    fixed = url._replace(path=_decodable(url.path), netloc=_with_valid_port(url))
+    if fixed == url:
+        return req
+    return func.HttpRequest(
+        req.method,
+        urlunsplit(fixed),
+        headers=dict(req.headers),
+        params=dict(req.params),
+        route_params=dict(req.route_params),
+        body=req.get_body(),
+    )
 
 
 class OpusFunctionApp(func.AsgiFunctionApp):
@@ -72,7 +88,7 @@ class OpusFunctionApp(func.AsgiFunctionApp):
                     raise RuntimeError("ASGI middleware startup failed.")
                 self.startup_task_done = True
             with durable_client(df.DurableOrchestrationClient(client, context.invocation_id)):
-                response: func.HttpResponse = await asgi.handle_async(decodable_path(req), context)
+                response: func.HttpResponse = await asgi.handle_async(bridgeable(req), context)
                 return response
 
 

@@ -282,20 +282,26 @@ async def test_the_timer_restarts_the_orchestration_of_a_run_whose_fan_in_gave_u
     assert harness.engine.instances[run_id].output["status"] == "completed"
 
 
-async def test_a_path_that_is_not_utf_8_once_decoded_is_answered_like_uvicorn_answers_it(
+async def test_requests_the_bridge_could_not_take_are_answered_like_uvicorn_answers_them(
     harness: FunctionsHarness,
 ) -> None:
-    """The bridge decoded the path as strict UTF-8 and the invocation failed (a 500 from the host);
-    uvicorn replaces what does not decode, and the app answers."""
+    """The bridge decoded the path as strict UTF-8 and parsed the URL's port, and the invocation failed
+    (a 500 from the host) on `/api/%FF` or a port out of range; uvicorn replaces what does not decode."""
     http = user_function("http_app_func")
     responses = [
         await http(
-            req=func.HttpRequest(method, f"http://localhost{path}?q=%FF", body=b"", headers={"x-probe": "1"}),
+            req=func.HttpRequest(method, url, body=b"", headers={"x-probe": "1"}),
             context=FakeContext("http_app_func"),
             client=harness.client_binding,
         )
-        for method, path in (("GET", "/api/v2/diamonds/%FF%FE"), ("HEAD", "/api/health/%C3"), ("GET", "/api/%ff"))
+        for method, url in (
+            ("GET", "http://localhost/api/v2/diamonds/%FF%FE?q=%FF"),
+            ("HEAD", "http://localhost/api/health/%C3"),
+            ("GET", "http://localhost/api/%ff"),
+            ("GET", "http://localhost:99999/api/health"),
+            ("GET", "http://[::1]:port/api/health"),
+        )
     ]
     # A query parameter the operation does not take is named before credentials are asked for.
-    assert [r.status_code for r in responses] == [422, 404, 404]
+    assert [r.status_code for r in responses] == [422, 404, 404, 200, 200]
     assert json.loads(responses[0].get_body())["error"]["details"][0]["parameter"] == "q"
