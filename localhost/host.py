@@ -97,7 +97,9 @@ async def _resume_in_flight(container: Container) -> None:
         async with container.pool.connection() as conn:
             run = await load_run(conn, run_id)
         sent = await send_pending_pages(container, run)
-        log.info("resumed run %s: %d partition(s) re-sent", run_id, sent)
+        # Pages still queued or locked from before keep their message ids, so the bus drops these
+        # copies; the ones whose message was lost are sent again.
+        log.info("resumed run %s: next page of %d open partition(s) requested again", run_id, sent)
 
 
 async def _never_completed(container: Container) -> bool:
