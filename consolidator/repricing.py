@@ -6,7 +6,8 @@ walks the live stones by id in batches; each batch is ONE transaction that locks
 prices them under the job's version, rewrites only the stones whose price, markup, rule or rating
 changes, records old/new values (repricing_snapshots, diamond_history), bumps the catalogue version
 of the feeds it touched and advances the job's progress and resume point. A job whose process died
-is resumed from that point (`run_job` again); an advisory lock keeps one runner per job.
+is resumed from that point (`run_job` again), and so is a failed one while its rules are still
+current (`resumable_job`); an advisory lock keeps one runner per job.
 
 A consolidation that pinned an older version than the newest (the rules changed during its run)
 reprices the stones it wrote when it completes (`catch_up_run`), since the change's job may have
@@ -309,6 +310,36 @@ async def _with_deadlock_retry(conn: Conn, job_id: int, rules: RuleSet, after: U
                 raise
             log.warning("repricing job %s: deadlock with another writer, retrying the batch", job_id)
     return None
+
+
+async def resumable_job(conn: Conn, job_id: int) -> RepricingJob:
+    """The job, ready for `run_job` to continue from its last committed batch: a pending or running
+    one as it is; a failed one (a deadlock or timeout that outlasted its retries, say) reopened, if
+    the rules are still the version it applies. ConflictError for any other job: its prices would
+    be outdated, or it is over."""
+    async with conn.transaction():
+        job = await load_job(conn, job_id)
+        if job.status in ("pending", "running"):
+            return job
+        if job.status != "failed":
+            raise ConflictError(f"repricing job {job_id} is {job.status}; nothing to resume")
+        current = await held_latest_ruleset(conn)
+        if current.version != job.to_version:
+            raise ConflictError(
+                f"repricing job {job_id} failed and the rules changed since (version {current.version} is current, "
+                f"it applies version {job.to_version}); the newer change's job reprices the catalogue"
+            )
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    """UPDATE repricing_jobs SET status = 'running', error = NULL, completed_at = NULL,
+                           last_progress_at = now()
+                       WHERE id = %s""",
+                    (job_id,),
+                )
+        except psycopg.errors.UniqueViolation:
+            raise ConflictError("another repricing job is pending or running; wait for it to finish") from None
+        return await load_job(conn, job_id)
 
 
 async def stalled_jobs(conn: Conn, stall_seconds: int) -> list[int]:

@@ -21,9 +21,8 @@ from api.deps import get_container
 from api.errors import ParameterError
 from api.routes.common import ADMIN_RESPONSES, responses
 from consolidator.preview import PreviewReport
-from consolidator.repricing import RepricingJob, list_jobs, load_job, run_job
+from consolidator.repricing import RepricingJob, list_jobs, load_job, resumable_job, run_job
 from shared.bootstrap import Container
-from shared.errors import ConflictError
 from shared.grades import CLARITIES, COLORS, CUT_GRADES, SHAPES
 
 router = APIRouter(prefix="/api/v2/pricing", tags=["pricing"])
@@ -314,11 +313,10 @@ async def resume(
     _: Principal = Depends(require_admin),
     container: Container = Depends(get_container),
 ) -> JobEnvelope:
-    """Continue a pending or running job from its last committed batch (e.g. after a restart);
-    harmless while its runner is alive (one runner per job)."""
+    """Continue a pending or running job from its last committed batch (e.g. after a restart;
+    harmless while its runner is alive: one runner per job), or a failed one while the rules are
+    still those it applies."""
     async with container.pool.connection() as conn:
-        job = await load_job(conn, job_id)
-        if job.status not in ("pending", "running"):
-            raise ConflictError(f"repricing job {job_id} is {job.status}; nothing to resume")
+        job = await resumable_job(conn, job_id)
     _background(request).spawn(run_job(container.pool, job_id), f"repricing-{job_id}")
     return JobEnvelope(data=job_out(job))

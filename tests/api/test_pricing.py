@@ -266,3 +266,22 @@ def test_a_stalled_job_resumes_from_its_last_batch(
     assert http.post(f"/api/v2/pricing/jobs/{job_id}/resume", headers=_admin(keys)).status_code == 409
     listed = http.get("/api/v2/pricing/jobs", headers=_admin(keys)).json()["data"]
     assert [j["id"] for j in listed] == [job_id]
+
+
+def test_a_failed_job_is_resumed_while_its_rules_are_current(
+    catalogue: Any, http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
+) -> None:
+    created = http.post(RULES, params={"reprice": "false"}, json=NATURAL_X2, headers=_admin(keys)).json()
+    version = created["version"]
+    row = sync_db.execute(
+        """INSERT INTO repricing_jobs (status, from_version, to_version, reason, error, completed_at)
+           VALUES ('failed', %s, %s, 'timed out', 'canceling statement due to statement timeout', now())
+           RETURNING id""",
+        (version - 1, version),
+    ).fetchone()
+    assert row is not None
+    resumed = http.post(f"/api/v2/pricing/jobs/{row[0]}/resume", headers=_admin(keys))
+    assert resumed.status_code == 202, resumed.text
+    job = _wait_for_job(http, keys, row[0])
+    assert (job["status"], job["changed"], job["error"]) == ("completed", 2, None)
+    assert _prices(sync_db)[catalogue[0]["id"]] == Decimal("2000.00")

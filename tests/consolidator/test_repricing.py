@@ -8,16 +8,18 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 
 from api import pricing as rules_api
 from consolidator import repricing
 from consolidator.pricing import PricingInput, price
-from consolidator.repricing import load_job, run_job
+from consolidator.repricing import load_job, resumable_job, run_job
 from consolidator.rules_store import latest_ruleset, pinned_ruleset
 from consolidator.service import consolidate
 from shared.bootstrap import Container, open_container
 from shared.db.pool import Pool
+from shared.errors import ConflictError
 from shared.messages import Consolidate
 from shared.raw_store import to_raw_items, upsert_raw
 from shared.settings import Settings
@@ -174,3 +176,53 @@ async def test_a_job_killed_mid_way_resumes_and_reprices_each_stone_once(
         assert await cur.fetchone() == (4, 4, job.price_delta)
         cur = await conn.execute("SELECT count(*) FROM repricing_snapshots WHERE job_id = %s", (job_id,))
         assert await cur.fetchone() == (4,)
+
+
+async def test_a_failed_job_is_resumed_while_its_rules_are_current(
+    db: Pool, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await consolidated(db, container, [100_000, 200_000, 300_000, 400_000, 500_000])
+    job_id = await change_rules(db, NATURAL_X2)
+    real_batch = repricing._reprice_batch
+    calls = 0
+
+    async def timing_out_on_the_second_batch(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+        return await real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(repricing, "_reprice_batch", timing_out_on_the_second_batch)
+    job = await run_job(db, job_id, batch_size=2)
+    monkeypatch.undo()
+    assert (job.status, job.processed) == ("failed", 2)
+    assert len(await stale_stones(db)) == 3, "the catalogue is left half repriced"
+
+    async with db.connection() as conn:
+        assert (await resumable_job(conn, job_id)).status == "running"
+    job = await run_job(db, job_id, batch_size=2)
+
+    assert (job.status, job.processed, job.changed, job.total, job.error) == ("completed", 5, 5, 5, None)
+    assert await stale_stones(db) == {}
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(DISTINCT diamond_id), count(*) FROM diamond_history WHERE repricing_job_id = %s", (job_id,)
+        )
+        assert await cur.fetchone() == (5, 5)
+        with pytest.raises(ConflictError, match="completed"):
+            await resumable_job(conn, job_id)
+
+
+async def test_a_failed_job_is_not_resumed_once_the_rules_changed(db: Pool, container: Container) -> None:
+    await consolidated(db, container, [100_000])
+    job_id = await change_rules(db, NATURAL_X2)
+    async with db.connection() as conn:
+        await conn.execute("UPDATE repricing_jobs SET status = 'failed', completed_at = now() WHERE id = %s", (job_id,))
+    later = await rules_api.apply_change(
+        db, rules_api.Change("create", values={**NATURAL_X2, "priority": 6}), reprice=False
+    )
+    async with db.connection() as conn:
+        with pytest.raises(ConflictError, match=f"version {later.version} is current"):
+            await resumable_job(conn, job_id)
+        assert (await load_job(conn, job_id)).status == "failed"
