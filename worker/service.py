@@ -167,7 +167,12 @@ async def _store_step(
         return PageResult(Outcome.STALE)  # a concurrent copy of this message got there first; rolled back
     await _send_follow_up(container, run, partition)
     if finish:
-        log.info("partition completed: %d stones in %d pages", partition.records_seen, partition.pages)
+        log.info(
+            "partition completed: %d stones in %d pages, %d drift repositioning(s)",
+            partition.records_seen,
+            partition.pages,
+            partition.drift_recoveries,
+        )
         return PageResult(Outcome.COMPLETED, new_stones, changed)
     if step.kind is StepKind.DRIFT:
         return PageResult(Outcome.REPOSITIONED)
