@@ -101,21 +101,27 @@ def _values(rule: PricingRule) -> list[Any]:
     return [list(v) if isinstance(v, tuple) else v for v in (getattr(rule, name) for name in _EDITABLE)]
 
 
+async def _check_live(conn: Conn, change: Change) -> None:
+    """An update or deactivation needs its rule to exist (404) and be active (409), checked before
+    any new values are judged (422): for a preview as for a save."""
+    if change.action == "create":
+        return
+    assert change.rule_id is not None
+    row = await _rule_row(conn, change.rule_id)
+    if not row["active"]:
+        verdict = "is already inactive" if change.action == "deactivate" else "is inactive; create a new rule instead"
+        raise ConflictError(f"pricing rule {change.rule_id} {verdict}")
+
+
 async def _write(conn: Conn, change: Change) -> int:
     """Apply a change to the rule rows (inside the caller's transaction); return the rule id."""
+    await _check_live(conn, change)
     if change.action == "deactivate":
         assert change.rule_id is not None
-        row = await _rule_row(conn, change.rule_id)
-        if not row["active"]:
-            raise ConflictError(f"pricing rule {change.rule_id} is already inactive")
-        await conn.execute("UPDATE pricing_rules SET active = false, updated_at = now() WHERE id = %s", (row["id"],))
-        return int(row["id"])
-    if change.action == "update":
-        # The rule must exist and be live before the new values are judged (404, then 409, then 422).
-        assert change.rule_id is not None
-        existing = await _rule_row(conn, change.rule_id)
-        if not existing["active"]:
-            raise ConflictError(f"pricing rule {change.rule_id} is inactive; create a new rule instead")
+        await conn.execute(
+            "UPDATE pricing_rules SET active = false, updated_at = now() WHERE id = %s", (change.rule_id,)
+        )
+        return change.rule_id
     rule = build_rule(change.values or {}, change.rule_id)
     await _check_priority(conn, rule, change.rule_id)
     if change.action == "create":
@@ -168,8 +174,7 @@ async def candidate_rules(conn: Conn, change: Change) -> RuleSet:
         await _check_priority(conn, candidate, None)
         rules.append(candidate)
     else:
-        assert change.rule_id is not None
-        await _rule_row(conn, change.rule_id)
+        await _check_live(conn, change)
         rules = [rule for rule in rules if rule.id != change.rule_id]
         if change.action == "update":
             candidate = build_rule(change.values or {}, change.rule_id)

@@ -209,6 +209,13 @@ def test_replace_and_deactivate(
     assert [r["active"] for r in listed] == [False]
     assert http.delete(f"{RULES}/{rule['id']}", headers=_admin(keys)).status_code == 409
     assert http.delete(f"{RULES}/999999", headers=_admin(keys)).status_code == 404
+    # A preview answers as saving would: no report of a change that cannot be made.
+    for body in (
+        {"action": "deactivate", "rule_id": rule["id"]},
+        {"action": "update", "rule_id": rule["id"], "rule": {**NATURAL_X2, "priority": 8}},
+    ):
+        previewed = http.post("/api/v2/pricing/preview", json=body, headers=_admin(keys))
+        assert previewed.status_code == 409, previewed.text
     # A rule that does not exist, or no longer applies, is said so before its new values are judged
     # (these take a live rule's priority, which would otherwise be the complaint).
     live = {**NATURAL_X2, "priority": 8}
