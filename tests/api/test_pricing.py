@@ -238,9 +238,12 @@ def test_a_change_while_a_job_is_running_is_refused_whole(
     catalogue: Any, http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
 ) -> None:
     first = http.post(RULES, params={"reprice": "false"}, json=NATURAL_X2, headers=_admin(keys)).json()
-    sync_db.execute(
-        "INSERT INTO repricing_jobs (status, to_version, reason) VALUES ('running', %s, 'busy')", (first["version"],)
-    )
+    running = sync_db.execute(
+        "INSERT INTO repricing_jobs (status, to_version, reason) VALUES ('running', %s, 'busy') RETURNING id",
+        (first["version"],),
+    ).fetchone()
+    assert running is not None
+    assert http.post(f"/api/v2/pricing/jobs/{running[0]}/revert", headers=_admin(keys)).status_code == 409
     response = http.post(RULES, json={**NATURAL_X2, "priority": 9}, headers=_admin(keys))
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "conflict"
