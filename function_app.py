@@ -8,23 +8,26 @@ binding. So the app's one catch-all HTTP function (what AsgiFunctionApp register
 every method) is declared here with a `durableClient` input as well: each request runs inside
 `durable_client(client)`, and the fan-in started by that request uses it. There is no second HTTP
 function, hence no question of route precedence between a specific route and the catch-all.
+
+Settings the app cannot run on (malformed, or missing what a Functions app needs) are one CRITICAL
+log line at indexing; the app then registers only the HTTP function, answering 503 to every request,
+so no trigger takes a message it would fail on and the worker still has a function to index.
 """
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import SplitResult, quote, unquote, unquote_to_bytes, urlsplit, urlunsplit
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from api.app import create_app
-from consolidator.blueprint import bp as consolidator_bp
-from fanin.blueprint import bp as fanin_bp
 from fanin.durable import durable_client
-from scheduler.blueprint import bp as scheduler_bp
-from shared.blueprint import bp as operations_bp
-from shared.functions_runtime import runtime
-from worker.blueprint import bp as worker_bp
+from shared.functions_runtime import MISCONFIGURED, functions_settings, misconfigured_app, runtime
+from shared.settings import SettingsError
+
+log = logging.getLogger(__name__)
 
 HTTP_FUNCTION = "http_app_func"
 CLIENT_BINDING = "client"
@@ -99,6 +102,25 @@ def _api() -> object:
     return api
 
 
-app = OpusFunctionApp(app=_api(), http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (scheduler_bp, worker_bp, fanin_bp, consolidator_bp, operations_bp):
-    app.register_functions(blueprint)
+def _app() -> OpusFunctionApp:
+    try:
+        functions_settings()
+    except SettingsError as exc:
+        # Raising here would leave the worker nothing to index (Azure logs only "No job functions
+        # found"); instead no trigger consumes anything and every request answers 503.
+        log.critical("%s: no trigger is registered until the settings are fixed: %s", MISCONFIGURED, exc)
+        return OpusFunctionApp(app=misconfigured_app(), http_auth_level=func.AuthLevel.ANONYMOUS)
+    # Imported once the settings are known good: each blueprint reads them (queues, schedule) on import.
+    from consolidator.blueprint import bp as consolidator_bp
+    from fanin.blueprint import bp as fanin_bp
+    from scheduler.blueprint import bp as scheduler_bp
+    from shared.blueprint import bp as operations_bp
+    from worker.blueprint import bp as worker_bp
+
+    app = OpusFunctionApp(app=_api(), http_auth_level=func.AuthLevel.ANONYMOUS)
+    for blueprint in (scheduler_bp, worker_bp, fanin_bp, consolidator_bp, operations_bp):
+        app.register_functions(blueprint)
+    return app
+
+
+app = _app()
