@@ -51,12 +51,22 @@ async def record_version(conn: Conn, reason: str) -> RuleSet:
     return ruleset_from_snapshot(row[0], snapshot)
 
 
+_NEWEST = "SELECT version, snapshot FROM pricing_rule_versions ORDER BY version DESC LIMIT 1"
+
+
 async def latest_ruleset(conn: Conn) -> RuleSet:
-    """The newest recorded version; the first call on a fresh database records version 1."""
-    cur = await conn.execute("SELECT version, snapshot FROM pricing_rule_versions ORDER BY version DESC LIMIT 1")
-    row = await cur.fetchone()
+    """The newest recorded version; the first call on a fresh database records version 1.
+
+    That first record is taken under the lock rule changes take: recorded from the rules before a
+    first change that is committing meanwhile, it would be newer than the change's own version and
+    every consolidation would pin the old rules until the next change."""
+    row = await (await conn.execute(_NEWEST)).fetchone()
     if row is None:
-        return await record_version(conn, "initial rules")
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE pricing_rules IN SHARE ROW EXCLUSIVE MODE")
+            row = await (await conn.execute(_NEWEST)).fetchone()
+            if row is None:
+                return await record_version(conn, "initial rules")
     return ruleset_from_snapshot(row[0], row[1])
 
 

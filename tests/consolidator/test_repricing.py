@@ -3,6 +3,7 @@ progress figures, and the catalogue ending priced by the newest rules exactly on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -15,7 +16,7 @@ from api import pricing as rules_api
 from consolidator import repricing
 from consolidator.pricing import PricingInput, price
 from consolidator.repricing import load_job, resumable_job, run_job
-from consolidator.rules_store import latest_ruleset, pinned_ruleset
+from consolidator.rules_store import latest_ruleset, pinned_ruleset, record_version
 from consolidator.service import consolidate
 from shared.bootstrap import Container, open_container
 from shared.db.pool import Pool
@@ -226,3 +227,36 @@ async def test_a_failed_job_is_not_resumed_once_the_rules_changed(db: Pool, cont
         with pytest.raises(ConflictError, match=f"version {later.version} is current"):
             await resumable_job(conn, job_id)
         assert (await load_job(conn, job_id)).status == "failed"
+
+
+async def test_the_first_version_recorded_while_the_first_change_commits_is_not_stale(
+    db: Pool, database_url: str
+) -> None:
+    run_id = await new_run(db)
+    # The first rule change ever is committing: it recorded the rules before it (version 1) and after
+    # it (version 2) under its table lock ...
+    async with await psycopg.AsyncConnection.connect(database_url) as changing:
+        await changing.execute("LOCK TABLE pricing_rules IN SHARE ROW EXCLUSIVE MODE")
+        await latest_ruleset(changing)
+        await changing.execute(
+            "INSERT INTO pricing_rules (priority, stone_type, markup_multiplier) VALUES (5, 'natural', 2)"
+        )
+        changed = await record_version(changing, "created rule")
+        # ... when a consolidation pins the rules: it finds no version yet, and records one.
+        async with db.connection() as conn:
+            pid = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone() or (0,))[0]
+            pinning = asyncio.create_task(pinned_ruleset(conn, run_id))
+            # Until it waits for the change's lock (or, not waiting, is done): only the server knows.
+            while not pinning.done() and not await _waits_for_a_lock(db, pid):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            await changing.commit()
+            pinned = await pinning
+    assert pinned.version == changed.version
+    assert [rule.markup_multiplier for rule in pinned.rules] == [Decimal(2)]
+
+
+async def _waits_for_a_lock(pool: Pool, pid: int) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,))
+        row = await cur.fetchone()
+    return bool(row and row[0])
