@@ -1,8 +1,9 @@
 """Azure Functions: operations that belong to no stage: dead-letter sub-queues and alert delivery.
 
 A message that Service Bus dead-letters (MaxDeliveryCountExceeded, TTL expiry, ...) is recorded in
-`dead_letters` (source 'servicebus') with its reason and description, where the API, the dashboard
-and the CLI list and replay it; then the trigger completes it on the dead-letter sub-queue.
+`dead_letters` (source 'servicebus') with its reason and description, and what its last failed
+delivery raised, where the API, the dashboard and the CLI list and replay it; then the trigger
+completes it on the dead-letter sub-queue.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import httpx
 from consolidator.repricing import resume_stalled_jobs
 from shared import observability
 from shared.alerts import deliver_pending
-from shared.bus.inbound import record_dead_letter
+from shared.bus.inbound import last_delivery_failure, record_dead_letter
 from shared.functions_messages import inbound, message_fields
 from shared.functions_runtime import runtime
 from shared.settings import get_settings
@@ -39,12 +40,14 @@ def _dead_letter_function(name: str, queue: str) -> None:
         container = await runtime.get()
         with observability.invocation(name, **message_fields(msg)):
             message = inbound(msg, queue)
+            failure = await last_delivery_failure(container.pool, message)
+            described = "; ".join(part for part in (message.dead_letter_description, failure) if part)
             await record_dead_letter(
                 container.pool,
                 message,
                 source="servicebus",
                 reason=message.dead_letter_reason or "unknown",
-                description=message.dead_letter_description,
+                description=described or None,
             )
 
 

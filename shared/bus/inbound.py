@@ -5,7 +5,8 @@ the local host, and map errors the way the local consumer settles them: a Poison
 missing run) is recorded in `dead_letters` (source 'poison') and the message completes; any other
 exception propagates, so the trigger fails, Service Bus redelivers, and after the queue's
 MaxDeliveryCount the message reaches the dead-letter sub-queue, whose trigger records it (source
-'servicebus').
+'servicebus'). Each failed delivery is an error record (source 'bus'), so that letter also says what
+the last delivery raised (Service Bus only says how many failed).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any, Literal, TypeVar
+from uuid import UUID
 
 import orjson
 from psycopg.types.json import Jsonb
@@ -23,6 +25,7 @@ from psycopg.types.json import Jsonb
 from shared.alerts import Alert, record_alert
 from shared.bootstrap import Container
 from shared.db.pool import Pool
+from shared.error_records import ErrorRecord, record_errors
 from shared.logs import log_context
 from shared.messages import PoisonMessageError
 
@@ -109,8 +112,51 @@ async def record_dead_letter(
         )
 
 
+DELIVERY_FAILED = "delivery_failed"
+RECORD_FAILURE_TIMEOUT_S = 5.0
+
+
+def _run_id(message: Inbound) -> UUID | None:
+    try:
+        return UUID(str(message.application_properties.get("run_id")))
+    except ValueError:
+        return None
+
+
+async def record_delivery_failure(pool: Pool, message: Inbound, exc: Exception) -> None:
+    """Keep what a delivery raised (best effort: the delivery fails with `exc` whatever happens here)."""
+    failure = ErrorRecord(
+        "bus",
+        DELIVERY_FAILED,
+        _text(f"delivery {message.delivery_count} failed: {type(exc).__name__}: {exc}"),
+        run_id=_run_id(message),
+        context={"queue": message.queue, "message_id": _text(message.message_id)},
+    )
+    try:
+        # Often the database itself is failing: do not hold the delivery for the pool's full timeout.
+        async with pool.connection(timeout=RECORD_FAILURE_TIMEOUT_S) as conn:
+            await record_errors(conn, [failure])
+    except Exception as record_exc:
+        log.warning("could not record the failed delivery: %s", record_exc)
+
+
+async def last_delivery_failure(pool: Pool, message: Inbound) -> str | None:
+    """What the message's last failed delivery raised, if it was recorded."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            """SELECT message FROM error_records
+               WHERE run_id IS NOT DISTINCT FROM %s AND source = 'bus' AND code = %s
+                 AND context->>'queue' = %s AND context->>'message_id' = %s
+               ORDER BY occurred_at DESC, id DESC LIMIT 1""",
+            (_run_id(message), DELIVERY_FAILED, message.queue, _text(message.message_id)),
+        )
+        row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
 async def handle_inbound(container: Container, message: Inbound, handler: Handler[T]) -> T | None:
-    """Run the handler; a poison message is recorded and completes (None), anything else propagates."""
+    """Run the handler; a poison message is recorded and completes (None), anything else is recorded
+    as a failed delivery and propagates."""
     with log_context(message_id=message.message_id):
         try:
             return await handler(container, message.body)
@@ -120,3 +166,6 @@ async def handle_inbound(container: Container, message: Inbound, handler: Handle
                 container.pool, message, source="poison", reason="PoisonMessage", description=str(exc)
             )
             return None
+        except Exception as exc:
+            await record_delivery_failure(container.pool, message, exc)
+            raise

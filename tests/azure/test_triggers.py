@@ -305,3 +305,52 @@ async def test_requests_the_bridge_could_not_take_are_answered_like_uvicorn_answ
     # A query parameter the operation does not take is named before credentials are asked for.
     assert [r.status_code for r in responses] == [422, 404, 404, 200, 200]
     assert json.loads(responses[0].get_body())["error"]["details"][0]["parameter"] == "q"
+
+
+async def test_a_message_failing_on_every_delivery_is_dead_lettered_with_its_failure(
+    db: Pool, harness: FunctionsHarness
+) -> None:
+    """Service Bus dead-letters it with 'could not be consumed after 5 delivery attempts'; the letter
+    also says what the deliveries raised (the local bus's letters already did)."""
+    await harness.tick()
+    item = harness.servicebus.take()[0]
+    harness.servicebus.failing = True  # the page is stored, its follow-up can never be sent
+    for count in range(1, 6):
+        with pytest.raises(ConnectionError):
+            await harness.deliver("work-items", functions_message(item, delivery_count=count))
+    sent = functions_message(item, delivery_count=5)
+    dead_lettered = sb_message(
+        sent.get_body(),
+        message_id=sent.message_id,
+        delivery_count=5,
+        dead_letter_reason="MaxDeliveryCountExceeded",
+        dead_letter_error_description="Message could not be consumed after 5 delivery attempts.",
+        application_properties=dict(sent.application_properties),
+    )
+    await user_function("deadletters_work_items")(msg=dead_lettered)
+    rows = await dead_letters(db)
+    assert [(r["source"], r["message_id"], r["reason"]) for r in rows] == [
+        ("servicebus", sent.message_id, "MaxDeliveryCountExceeded")
+    ]
+    assert rows[0]["description"] == (
+        "Message could not be consumed after 5 delivery attempts.; "
+        "delivery 5 failed: ConnectionError: Service Bus is unreachable"
+    )
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT source, code, run_id::text FROM error_records")
+        failures = await cur.fetchall()
+    assert failures == [("bus", "delivery_failed", json.loads(item.body)["run_id"])] * 5
+
+
+async def test_a_failure_to_record_the_failed_delivery_leaves_the_delivery_s_own_error(
+    harness: FunctionsHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(conn: Any, records: Any) -> None:
+        raise OSError("the database is gone too")
+
+    monkeypatch.setattr("shared.bus.inbound.record_errors", refused)
+    await harness.tick()
+    item = harness.servicebus.take()[0]
+    harness.servicebus.failing = True
+    with pytest.raises(ConnectionError, match="Service Bus is unreachable"):
+        await harness.deliver("work-items", functions_message(item, delivery_count=1))
