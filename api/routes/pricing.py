@@ -265,10 +265,16 @@ async def preview_rule_change(
     container: Container = Depends(get_container),
 ) -> PreviewOut:
     """How many live stones the change would reprice and by how much in total (nothing is saved)."""
-    if body.action in ("update", "deactivate") and body.rule_id is None:
-        raise ParameterError("rule_id", f"{body.action} needs rule_id", "body")
-    if body.action in ("create", "update") and body.rule is None:
-        raise ParameterError("rule", f"{body.action} needs rule", "body")
+    # Each action takes exactly its fields: one sent for another action (an update's rule_id with
+    # "create") would otherwise be ignored, previewing a change the caller did not mean.
+    for name, value, needed in (
+        ("rule_id", body.rule_id, body.action in ("update", "deactivate")),
+        ("rule", body.rule, body.action in ("create", "update")),
+    ):
+        if needed and value is None:
+            raise ParameterError(name, f"{body.action} needs {name}", "body")
+        if not needed and value is not None:
+            raise ParameterError(name, f"{body.action} takes no {name}", "body")
     values = body.rule.model_dump() if body.rule else None
     change = pricing.Change(body.action, rule_id=body.rule_id, values=values)
     return preview_out(await pricing.preview_change(container.pool, change))

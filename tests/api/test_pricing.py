@@ -95,6 +95,27 @@ def test_invalid_rules_are_refused_naming_the_field(
     assert parameter in named
 
 
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({"action": "update", "rule": NATURAL_X2}, "rule_id"),
+        ({"action": "deactivate"}, "rule_id"),
+        ({"action": "create"}, "rule"),
+        # A field of another action is refused, not ignored: "create" with an update's rule_id
+        # would preview a new rule beside the one the caller meant to change.
+        ({"action": "create", "rule_id": 1, "rule": NATURAL_X2}, "rule_id"),
+        ({"action": "deactivate", "rule_id": 1, "rule": NATURAL_X2}, "rule"),
+        ({"action": "replace", "rule_id": 1}, "action"),
+    ],
+)
+def test_previews_take_exactly_their_actions_fields(
+    db: Any, http: httpx.Client, keys: Keys, body: dict[str, Any], parameter: str
+) -> None:
+    response = http.post("/api/v2/pricing/preview", json=body, headers=_admin(keys))
+    assert response.status_code == 422, response.text
+    assert [detail["parameter"] for detail in response.json()["error"]["details"]] == [parameter]
+
+
 def test_priorities_are_unique_per_feed(db: Any, http: httpx.Client, keys: Keys) -> None:
     first = http.post(RULES, params={"reprice": "false"}, json=NATURAL_X2, headers=_admin(keys))
     assert first.status_code == 201, first.text
