@@ -184,8 +184,9 @@ def _changed(row: Sequence[Any], outcome: PriceOutcome) -> bool:
 
 async def _reprice_rows(
     conn: Conn, rows: Sequence[Sequence[Any]], rules: RuleSet, *, job_id: int | None, run_id: UUID | None
-) -> tuple[int, Decimal]:
-    """Rewrite the locked rows whose pricing under `rules` differs; return (changed, price delta)."""
+) -> tuple[int, Decimal, list[str]]:
+    """Rewrite the locked rows whose pricing under `rules` differs; return (changed, price delta,
+    the feeds whose catalogue version the caller must bump)."""
     changes = [(row, outcome) for row in rows if _changed(row, outcome := price(_input(row), rules))]
     delta = sum((outcome.retail_price - row[11] for row, outcome in changes), Decimal("0.00"))
     if changes:
@@ -201,12 +202,7 @@ async def _reprice_rows(
                 "ratings": [o.rating for _, o in changes],
             },
         )
-        await conn.execute(
-            """UPDATE dataset_versions SET version = version + 1, updated_at = now()
-               WHERE feed = ANY(%s)""",
-            (sorted({row[2] for row, _ in changes}),),
-        )
-    return len(changes), delta
+    return len(changes), delta, sorted({row[2] for row, _ in changes})
 
 
 async def _reprice_batch(conn: Conn, job_id: int, rules: RuleSet, after: UUID, size: int) -> UUID | None:
@@ -215,7 +211,11 @@ async def _reprice_batch(conn: Conn, job_id: int, rules: RuleSet, after: UUID, s
         rows = await (await conn.execute(_JOB_BATCH, {"after": after, "limit": size})).fetchall()
         if not rows:
             return None
-        changed, delta = await _reprice_rows(conn, rows, rules, job_id=job_id, run_id=None)
+        changed, delta, feeds = await _reprice_rows(conn, rows, rules, job_id=job_id, run_id=None)
+        if feeds:
+            await conn.execute(
+                "UPDATE dataset_versions SET version = version + 1, updated_at = now() WHERE feed = ANY(%s)", (feeds,)
+            )
         last: UUID = rows[-1][0]
         await conn.execute(_PROGRESS, (len(rows), changed, delta, last, job_id))
         return last if len(rows) == size else None
@@ -223,7 +223,9 @@ async def _reprice_batch(conn: Conn, job_id: int, rules: RuleSet, after: UUID, s
 
 async def catch_up_run(conn: Conn, feed: str, run_id: UUID, pinned: RuleSet, *, batch_size: int = BATCH_SIZE) -> int:
     """Reprice the live stones a run wrote to the newest rule version if the rules changed since the
-    run pinned `pinned`; return how many changed. Call in the transaction that completes the run.
+    run pinned `pinned`; return how many changed. Call in the transaction that completes the run,
+    which bumps the feed's catalogue version (here, holding that row while locking stone after
+    stone, it would deadlock with a job's batch, which locks its stones first and that row last).
 
     A run prices every stone with the version it pinned, so a rule change during the run cannot split
     its pricing; but the change's repricing job may already have passed the stones the run merged

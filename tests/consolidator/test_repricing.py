@@ -260,3 +260,34 @@ async def _waits_for_a_lock(pool: Pool, pid: int) -> bool:
         cur = await conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,))
         row = await cur.fetchone()
     return bool(row and row[0])
+
+
+async def test_a_runs_catch_up_and_a_jobs_batch_do_not_deadlock(
+    db: Pool, container: Container, database_url: str
+) -> None:
+    run_id = await consolidated(db, container, [100_000, 200_000])
+    async with db.connection() as conn:
+        pinned = await latest_ruleset(conn)
+    await change_rules(db, NATURAL_X2)
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT id FROM diamonds ORDER BY id")
+        first, second = [row[0] for row in await cur.fetchall()]
+    # A job's batch has locked the run's second stone (and will bump the feed's catalogue version) ...
+    async with await psycopg.AsyncConnection.connect(database_url) as job:
+        await job.execute("SELECT 1 FROM diamonds WHERE id = %s FOR UPDATE", (second,))
+        # ... while the run's completion reprices its stones one by one: the first, then it waits.
+        async with db.connection() as conn:
+            pid = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone() or (0,))[0]
+
+            async def complete() -> int:
+                async with conn.transaction():
+                    return await repricing.catch_up_run(conn, FEED, run_id, pinned, batch_size=1)
+
+            catching_up = asyncio.create_task(complete())
+            while not catching_up.done() and not await _waits_for_a_lock(db, pid):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            await job.execute("UPDATE dataset_versions SET version = version + 1 WHERE feed = %s", (FEED,))
+            await job.commit()
+            assert await catching_up == 2
+    assert first < second
+    assert await stale_stones(db) == {}
