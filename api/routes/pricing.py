@@ -1,8 +1,9 @@
 """/api/v2/pricing: rules (list, create, replace, deactivate, preview) and repricing jobs. Scope `admin`.
 
 Saving a change records a new rule version and, unless `reprice=false`, starts a background job
-that reprices the live catalogue to it (progress at /api/v2/pricing/jobs/{id}); a completed job can
-be reverted, which restores the previous rules and reprices back.
+that reprices the live catalogue to it (progress at /api/v2/pricing/jobs/{id}); no change is taken
+while a job is pending or running. The latest change's completed job can be reverted, which
+restores the previous rules and reprices back; a failed job can be resumed while its rules are current.
 """
 
 from __future__ import annotations
@@ -305,7 +306,8 @@ async def revert(
     _: Principal = Depends(require_admin),
     container: Container = Depends(get_container),
 ) -> JobEnvelope:
-    """Restore the rules the job applied over and reprice the catalogue back (a new job)."""
+    """Restore the rules the job applied over and reprice the catalogue back (a new job). Only the
+    latest change can be reverted: once the rules changed after the job, 409."""
     new_job = await pricing.revert_job(container.pool, job_id)
     _background(request).spawn(run_job(container.pool, new_job), f"repricing-{new_job}")
     async with container.pool.connection() as conn:
