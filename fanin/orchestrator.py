@@ -80,19 +80,35 @@ class PartitionState:
 
 @dataclass
 class Book:
-    """What the orchestration knows of the run's partitions: snapshots merged with reports, monotonic."""
+    """What the orchestration knows of the run's partitions: snapshots merged with reports, monotonic.
+
+    Its tallies change as states merge: every replayed event publishes progress and asks whether all
+    have finished, and recounting the partitions each time made a replay quadratic in them."""
 
     expected: int
     partitions: dict[str, PartitionState] = field(default_factory=dict)
     reports_since_snapshot: int = 0
+    completed: int = 0
+    failed: int = 0
+    open: int = 0
+    stones: int = 0
 
     def merge(self, partition_id: str, state: PartitionState) -> bool:
         """Keep the more advanced state; True when `state` moved the partition on."""
         known = self.partitions.get(partition_id)
-        if known is not None and known.rank() >= state.rank():
-            return False
+        if known is not None:
+            if known.rank() >= state.rank():
+                return False
+            self._tally(known, -1)
         self.partitions[partition_id] = state
+        self._tally(state, 1)
         return True
+
+    def _tally(self, state: PartitionState, sign: int) -> None:
+        self.completed += sign * (state.status == "completed")
+        self.failed += sign * (state.status == "failed")
+        self.open += sign * (not state.finished)
+        self.stones += sign * state.records
 
     def report(self, body: dict[str, Any]) -> bool:
         """A PartitionDone event (a WorkDone body); False for a duplicate or a stale attempt."""
@@ -111,20 +127,11 @@ class Book:
             self.merge(partition_id, state)
 
     def counts(self) -> PartitionCounts:
-        states = self.partitions.values()
-        return PartitionCounts(
-            expected=self.expected,
-            completed=sum(s.status == "completed" for s in states),
-            failed=sum(s.status == "failed" for s in states),
-        )
+        return PartitionCounts(expected=self.expected, completed=self.completed, failed=self.failed)
 
     @property
     def all_finished(self) -> bool:
-        return len(self.partitions) >= self.expected and all(s.finished for s in self.partitions.values())
-
-    @property
-    def stones(self) -> int:
-        return sum(s.records for s in self.partitions.values())
+        return len(self.partitions) >= self.expected and self.open == 0
 
 
 @dataclass(frozen=True)

@@ -346,3 +346,29 @@ def test_the_first_episode_waits_for_both_events(name: str) -> None:
     waits = [a for a in flatten(state["actions"]) if a["actionType"] == 6]
     assert name in {w["externalEventName"] for w in waits}
     assert EVENT_RAISED == 15
+
+
+async def test_a_replay_visits_each_partition_state_a_bounded_number_of_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every event of the history re-counted every partition (progress, all_finished): one replay was
+    quadratic in the partitions, and a run of them cubic (1,000 partitions: ~3 s episodes, ~6 min of
+    replays). The bookkeeping now keeps its tallies as it merges."""
+    partitions = 200
+    run, clock = new_run(partitions)
+    engine = await started(run, clock)
+    for pid in list(run.partitions)[:-1]:
+        clock.advance(timedelta(seconds=1))
+        report(engine, run.finish(pid))
+    await engine.drain()
+    instance = engine.instances[RUN_ID]
+    assert instance.custom_status["completed"] == partitions - 1
+    visits = 0
+    finished = PartitionState.finished
+
+    def counted(state: PartitionState) -> bool:
+        nonlocal visits
+        visits += 1
+        return bool(finished.fget(state))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(PartitionState, "finished", property(counted))
+    user_function(ORCHESTRATOR)(engine.context_json(instance, instance.history))
+    assert visits <= 10 * partitions, visits  # a few per event; it was ~partitions² / 2
