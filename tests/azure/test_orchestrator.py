@@ -372,3 +372,32 @@ async def test_a_replay_visits_each_partition_state_a_bounded_number_of_times(mo
     monkeypatch.setattr(PartitionState, "finished", property(counted))
     user_function(ORCHESTRATOR)(engine.context_json(instance, instance.history))
     assert visits <= 10 * partitions, visits  # a few per event; it was ~partitions² / 2
+
+
+async def test_a_failing_activity_is_retried_with_backoff_while_reports_keep_arriving() -> None:
+    run, clock = new_run(2)
+    engine = engine_for(run, clock)
+    failures = 2
+    snapshot = engine.activities[SNAPSHOT]
+
+    async def flaky(run_id: str) -> Any:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("the database is failing over")
+        return await snapshot(run_id)
+
+    engine.activities[SNAPSHOT] = flaky
+    engine.start(ORCHESTRATOR, RUN_ID, start_input(2))
+    await engine.drain()
+    report(engine, run.finish("p00"))  # arrives while the first retry waits
+    await engine.drain()
+    clock.advance(timedelta(seconds=10))
+    await engine.drain()
+    report(engine, run.finish("p01"))
+    clock.advance(timedelta(seconds=20))
+    await engine.drain()
+    instance = engine.instances[RUN_ID]
+    assert instance.runtime_status == "Running"
+    assert [name for name, _ in engine.activity_calls].count(SNAPSHOT) >= 3
+    assert run.applied == [("consolidate", "all 2 partitions completed")]
