@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -354,3 +355,55 @@ async def test_a_failure_to_record_the_failed_delivery_leaves_the_delivery_s_own
     harness.servicebus.failing = True
     with pytest.raises(ConnectionError, match="Service Bus is unreachable"):
         await harness.deliver("work-items", functions_message(item, delivery_count=1))
+
+
+async def test_a_consolidation_outlasting_its_budget_hands_over_to_a_new_message_before_the_timeout(
+    db: Pool, harness: FunctionsHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At functionTimeout the host restarts the worker process, killing every invocation on it; the
+    consolidate message then came back at most 3 times, then was dead-lettered and requested again only
+    by the stall watch. Now an invocation that made progress stops within its budget and hands over."""
+    import consolidator.blueprint as consolidator_blueprint
+    import consolidator.service as consolidator_service
+
+    real = consolidator_service.finalise
+    calls = 0
+
+    async def slow_the_first_time(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # every raw row is consolidated by now; then the invocation runs out of time
+            await asyncio.sleep(30)
+            raise AssertionError("the budget did not stop the consolidation")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(consolidator_service, "finalise", slow_the_first_time)
+    monkeypatch.setattr(consolidator_blueprint, "CONSOLIDATION_BUDGET", timedelta(seconds=5))
+    await harness.tick()
+    await harness.drain()
+    consolidations = [message_id for queue, message_id in harness.delivered if queue == "consolidate"]
+    first = consolidations[0]
+    assert consolidations[1].startswith(f"{first}:r"), consolidations
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT feed, status FROM run_metadata ORDER BY started_at")
+        assert await cur.fetchall() == [("nivoda-natural", "completed"), ("nivoda-labgrown", "completed")]
+    assert await dead_letters(db) == []
+
+
+async def test_a_consolidation_that_made_no_progress_in_its_budget_fails_the_delivery(
+    db: Pool, harness: FunctionsHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handing over without progress would go round for good; the delivery fails instead, and the
+    queue's MaxDeliveryCount (then the stall watch) bounds it as before."""
+    import consolidator.blueprint as consolidator_blueprint
+
+    async def stuck(container: Any, body: Any) -> Any:
+        await asyncio.sleep(30)
+        raise AssertionError("the budget did not stop the consolidation")
+
+    monkeypatch.setattr(consolidator_blueprint, "handle_consolidate", stuck)
+    monkeypatch.setattr(consolidator_blueprint, "CONSOLIDATION_BUDGET", timedelta(seconds=0.05))
+    await harness.tick()
+    with pytest.raises(TimeoutError):
+        await harness.drain()
+    assert [s.queue for s in harness.servicebus.outbox] == [], "nothing handed over"
