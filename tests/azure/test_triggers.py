@@ -407,3 +407,31 @@ async def test_a_consolidation_that_made_no_progress_in_its_budget_fails_the_del
     with pytest.raises(TimeoutError):
         await harness.drain()
     assert [s.queue for s in harness.servicebus.outbox] == [], "nothing handed over"
+
+
+BAD_BODIES = {
+    "not-json": (b"{not json", "not JSON"),
+    "not-an-object": (b"[1, 2]", "valid dictionary"),
+    "unknown-type": (b'{"type": "REFUND", "run_id": "x"}', "does not match any of the expected tags"),
+    "missing-fields": (b'{"type": "CONSOLIDATE"}', "Field required"),
+    "wrong-types": (
+        b'{"type": "CONSOLIDATE", "feed": 7, "run_id": "not-a-uuid", "trace_id": ""}',
+        "valid UUID",
+    ),
+    "huge": (b'{"type": "CONSOLIDATE", "pad": "' + b"x" * 2_000_000 + b'"}', "Extra inputs are not permitted"),
+}
+
+
+@pytest.mark.parametrize("queue", ["work-items", "work-done", "consolidate"])
+@pytest.mark.parametrize("kind", list(BAD_BODIES))
+async def test_bad_input_on_each_queue_is_a_dead_letter_with_its_reason(
+    db: Pool, harness: FunctionsHarness, queue: str, kind: str
+) -> None:
+    body, reason = BAD_BODIES[kind]
+    await harness.deliver(queue, sb_message(body, message_id=f"bad-{kind}"))
+    rows = await dead_letters(db)
+    assert [(r["source"], r["queue"], r["message_id"], r["reason"]) for r in rows] == [
+        ("poison", queue, f"bad-{kind}", "PoisonMessage")
+    ]
+    assert reason in rows[0]["description"]
+    assert harness.servicebus.outbox == []
