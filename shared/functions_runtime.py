@@ -27,8 +27,9 @@ from shared.bootstrap import Container, LazyContainer, open_container
 from shared.db.database import ready_database
 from shared.settings import Settings, SettingsError, get_settings
 
-# The Functions host sets FUNCTIONS_WORKER_RUNTIME (an app setting it requires) for its workers; Azure
-# sets WEBSITE_INSTANCE_ID on each of its instances, Core Tools does not.
+# The Functions host's workers see FUNCTIONS_WORKER_RUNTIME (an app setting it requires, though Flex
+# Consumption configures the runtime elsewhere); Azure sets WEBSITE_INSTANCE_ID on each of its
+# instances, Core Tools does not.
 FUNCTIONS_HOST_VARIABLE = "FUNCTIONS_WORKER_RUNTIME"
 AZURE_VARIABLE = "WEBSITE_INSTANCE_ID"
 MISCONFIGURED = "Diamond Opus cannot start"
@@ -44,7 +45,7 @@ def functions_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     settings' own checks apply.
     """
     settings = get_settings()
-    if FUNCTIONS_HOST_VARIABLE not in environ:
+    if FUNCTIONS_HOST_VARIABLE not in environ and AZURE_VARIABLE not in environ:
         return settings
     problems = []
     if settings.bus_backend != "servicebus":

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,13 @@ print(json.dumps({"functions": sorted(functions), "status": response.status_code
 """
 
 
-def index(settings: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def index(settings: Mapping[str, str | None]) -> tuple[dict[str, Any], list[str]]:
+    """Index in a fresh interpreter with these settings (None: unset)."""
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env.pop("WEBSITE_INSTANCE_ID", None)
-    env.update(settings)
+    env.update({k: v for k, v in settings.items() if v is not None})
+    for unset in (k for k, v in settings.items() if v is None):
+        env.pop(unset, None)
     done = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -71,10 +75,20 @@ def index(settings: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
         ({"ServiceBusConnection": ""}, "ServiceBusConnection"),
         ({"DB_POOL_MAX_SIZE": "ten"}, "DB_POOL_MAX_SIZE"),
         ({"OPUS_RUNTIME": "local", "WEBSITE_INSTANCE_ID": "abc"}, "OPUS_RUNTIME"),
+        ({"FUNCTIONS_WORKER_RUNTIME": None, "WEBSITE_INSTANCE_ID": "abc", "BUS_BACKEND": "local"}, "BUS_BACKEND"),
     ],
-    ids=["bad-cron", "no-database", "no-database-local", "local-bus", "no-connection", "malformed", "local-in-azure"],
+    ids=[
+        "bad-cron",
+        "no-database",
+        "no-database-local",
+        "local-bus",
+        "no-connection",
+        "malformed",
+        "local-in-azure",
+        "flex-consumption",
+    ],
 )
-def test_bad_settings_are_one_log_line_and_a_503_not_an_import_error(change: dict[str, str], named: str) -> None:
+def test_bad_settings_are_one_log_line_and_a_503_not_an_import_error(change: dict[str, str | None], named: str) -> None:
     """Before, the import raised (the worker indexed nothing; Azure shows 'No job functions found') or,
     for what the settings did not check, every function started and then failed or sent messages nowhere."""
     outcome, logged = index({**GOOD, **change})
