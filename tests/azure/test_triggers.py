@@ -266,6 +266,7 @@ async def test_the_timer_restarts_the_orchestration_of_a_run_whose_fan_in_gave_u
     async def refused(container: Any, payload: dict[str, Any]) -> bool:
         raise ConnectionError("the database is failing over")
 
+    applied = orchestrator.apply_run_decision
     monkeypatch.setattr(orchestrator, "apply_run_decision", refused)
     await harness.tick()
     run_id = json.loads(harness.servicebus.outbox[0].body)["run_id"]
@@ -274,7 +275,7 @@ async def test_the_timer_restarts_the_orchestration_of_a_run_whose_fan_in_gave_u
         clock.advance(timedelta(minutes=2))  # the activity's retry timers
     instance = harness.engine.instances[run_id]
     assert instance.runtime_status == "Failed", "the orchestration ran out of activity retries"
-    monkeypatch.undo()
+    monkeypatch.setattr(orchestrator, "apply_run_decision", applied)  # the database is back
     await harness.tick()
     await harness.drain()
     async with db.connection() as conn:
