@@ -12,12 +12,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Final, Literal
 from uuid import UUID
 
 import orjson
 
 from shared.runs import Conn
+
+# Nivoda's ids are UUIDs. A longer "id" is a feed error, and one beyond ~2.7 KB would not even fit
+# the primary key's index: the whole page's upsert would fail, again on every redelivery.
+MAX_ID_LENGTH: Final = 200
 
 
 @dataclass(frozen=True)
@@ -28,30 +32,67 @@ class RawItem:
     payload_hash: bytes
 
 
-def stone_id(item: Mapping[str, Any]) -> str | None:
+@dataclass(frozen=True)
+class RawReject:
+    """An item of a page that is not stored as given: `code` and `reason` for its error record."""
+
+    code: Literal["malformed_item", "duplicate_item"]
+    reason: str
+    supplier_stone_id: str | None = None
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _identify(item: object) -> tuple[str | None, str]:
+    """The item's stone id (`diamond.id`), or None and why it has none."""
+    if not isinstance(item, Mapping):
+        return None, f"feed item is not an object: {_show(item)}"
     diamond = item.get("diamond")
-    value = diamond.get("id") if isinstance(diamond, Mapping) else None
-    return str(value) if isinstance(value, str | int) and str(value) else None
+    label = f"feed item {_show(item.get('id'))}"
+    if not isinstance(diamond, Mapping):
+        return None, f"{label} has no diamond object: diamond = {_show(diamond)}"
+    value = diamond.get("id")
+    if value is None:
+        return None, f"{label}: diamond.id is missing or null"
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        return None, f"{label}: diamond.id is not an id: {_show(value)}"
+    text = str(value).strip()  # as the mapper reads it, so raw rows and diamonds share keys
+    if len(text) > MAX_ID_LENGTH:
+        return None, f"{label}: diamond.id is {len(text)} characters long (at most {MAX_ID_LENGTH}): {_show(text)}"
+    return text, ""
 
 
-def to_raw_items(items: Sequence[Mapping[str, Any]]) -> tuple[list[RawItem], list[Mapping[str, Any]]]:
-    """Split a page into keyed raw items (de-duplicated, last copy wins) and items without identity."""
+def stone_id(item: object) -> str | None:
+    return _identify(item)[0]
+
+
+def to_raw_items(items: Sequence[object]) -> tuple[list[RawItem], list[RawReject]]:
+    """Split a page into keyed raw items (de-duplicated, last copy wins) and what was rejected."""
     keyed: dict[str, RawItem] = {}
-    unkeyed: list[Mapping[str, Any]] = []
+    rejects: list[RawReject] = []
     for item in items:
-        sid = stone_id(item)
-        if sid is None:
-            unkeyed.append(item)
+        sid, reason = _identify(item)
+        if sid is None or not isinstance(item, Mapping):
+            rejects.append(RawReject("malformed_item", reason))
             continue
         encoded = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
         offer = item.get("id")
+        if sid in keyed:
+            rejects.append(
+                RawReject(
+                    "duplicate_item", f"diamond {sid} appears more than once in the page; the last copy is kept", sid
+                )
+            )
         keyed[sid] = RawItem(
             supplier_stone_id=sid,
             offer_id=str(offer) if offer is not None else sid,
             payload_json=encoded.decode(),
             payload_hash=hashlib.sha256(encoded).digest(),
         )
-    return list(keyed.values()), unkeyed
+    return list(keyed.values()), rejects
 
 
 # One statement: upsert the page, queue what changed for consolidation, record what was seen.

@@ -42,19 +42,29 @@ class PageStep:
     new_ids: tuple[str, ...] = ()
 
 
-def interpret_page(offset: int, anchor_id: str | None, ids: Sequence[str]) -> PageStep:
-    """Decide what a fetched page means, given where it was requested and the expected anchor."""
-    if anchor_id is None:
-        if not ids:
-            return PageStep(StepKind.FINISH, offset, None)
-        return PageStep(StepKind.ADVANCE, offset + len(ids) - 1, ids[-1], tuple(ids))
-    if anchor_id in ids:
+def interpret_page(offset: int, anchor_id: str | None, ids: Sequence[str | None]) -> PageStep:
+    """Decide what a fetched page means, given where it was requested and the expected anchor.
+
+    `ids` holds one entry per item, in page order; None for an item without a usable stone id (the
+    worker records those), which still takes its place in the feed's order.
+    """
+    start = 0
+    if anchor_id is not None:
+        if anchor_id not in ids:
+            return PageStep(StepKind.DRIFT, offset, anchor_id)
         # Normally at index 0; later only if stones were inserted ahead (never expected, but harmless).
-        after = tuple(ids[ids.index(anchor_id) + 1 :])
-        if not after:
-            return PageStep(StepKind.FINISH, offset, anchor_id)
-        return PageStep(StepKind.ADVANCE, offset + len(ids) - 1, ids[-1], after)
-    return PageStep(StepKind.DRIFT, offset, anchor_id)
+        start = ids.index(anchor_id) + 1
+    if start == len(ids):
+        return PageStep(StepKind.FINISH, offset, anchor_id)
+    keyed = [(index, sid) for index in range(start, len(ids)) if (sid := ids[index]) is not None]
+    new_ids = tuple(dict.fromkeys(sid for _, sid in keyed))
+    if keyed and keyed[-1][0] > 0:
+        last, last_id = keyed[-1]
+        return PageStep(StepKind.ADVANCE, offset + last, last_id, new_ids)
+    # No stone to anchor the next page on beyond this offset (a one-stone page, or items without
+    # ids after the anchor): go on past the page without an anchor. Requesting this offset again
+    # would repeat this message's id, which the bus drops as a duplicate.
+    return PageStep(StepKind.ADVANCE, offset + len(ids), None, new_ids)
 
 
 def step_back_offset(offset: int, limit: int) -> int:
@@ -62,15 +72,16 @@ def step_back_offset(offset: int, limit: int) -> int:
     return max(0, offset - (limit - 1))
 
 
-def locate_resume_point(window_offset: int, ids: Sequence[str], seen: Collection[str]) -> tuple[int, str] | None:
+def locate_resume_point(window_offset: int, ids: Sequence[str | None], seen: Collection[str]) -> tuple[int, str] | None:
     """The position and id of the LAST already-seen stone in a window, or None if it has none.
 
     Everything after it in the current order is unseen (the order is stable and nothing enters the
     window), so paging resumes with it as the anchor.
     """
     for index in range(len(ids) - 1, -1, -1):
-        if ids[index] in seen:
-            return window_offset + index, ids[index]
+        sid = ids[index]
+        if sid is not None and sid in seen:
+            return window_offset + index, sid
     return None
 
 
@@ -100,15 +111,15 @@ async def fetch_step(
     stored. A DRIFT step carries no items: it repositions on the last seen stone (or on the start).
     """
     items = await fetch(offset)
-    ids = [sid for sid in map(id_of, items) if sid is not None]
-    step = interpret_page(offset, anchor_id, ids)
+    step = interpret_page(offset, anchor_id, [id_of(item) for item in items])
     if step.kind is not StepKind.DRIFT:
         return Page(step, items)
     window_offset = offset
     for _ in range(MAX_STEP_BACKS):
         window_offset = step_back_offset(window_offset, limit)
-        window_ids = [sid for sid in map(id_of, await fetch(window_offset)) if sid is not None]
-        found = locate_resume_point(window_offset, window_ids, await already_seen(window_ids))
+        window_ids = [id_of(item) for item in await fetch(window_offset)]
+        seen = await already_seen([sid for sid in window_ids if sid is not None])
+        found = locate_resume_point(window_offset, window_ids, seen)
         if found is not None:
             position, anchor = found
             # Routine when stones leave the feed during a run; the partition's completion counts them.

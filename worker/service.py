@@ -131,12 +131,20 @@ async def _fetch_step(container: Container, run: RunRecord, item: WorkItem) -> P
 async def _store_step(
     container: Container, run: RunRecord, item: WorkItem, step: PageStep, items: Sequence[Mapping[str, Any]]
 ) -> PageResult:
-    raw_items, unkeyed = to_raw_items(items)
+    raw_items, rejects = to_raw_items(items)
     cap = offset_cap(item.estimated_records, container.settings.worker_offset_cap_factor, item.limit)
     finish = step.kind is StepKind.FINISH or (step.kind is StepKind.ADVANCE and step.next_offset >= cap)
     errors = [
-        ErrorRecord("worker", "malformed_item", "feed item has no diamond.id", run.run_id, item.partition_id, run.feed)
-        for _ in unkeyed
+        ErrorRecord(
+            "worker",
+            reject.code,
+            f"offset {item.offset}: {reject.reason}",
+            run.run_id,
+            item.partition_id,
+            run.feed,
+            reject.supplier_stone_id,
+        )
+        for reject in rejects
     ]
     if finish and step.kind is StepKind.ADVANCE:
         errors.append(

@@ -4,6 +4,7 @@ or a fatal error. Pure functions, so every branch is unit-tested without a serve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -56,10 +57,10 @@ class TokenRejected(Exception):
     """The server refused the token (invalid or expired): re-authenticate once and retry."""
 
 
-def classify_errors(errors: Sequence[Mapping[str, Any]]) -> ErrorKind:
+def classify_errors(errors: Sequence[object]) -> ErrorKind:
     """Auth problems win over query problems, which win over server-side failures (retryable)."""
     kinds: set[ErrorKind] = set()
-    for error in errors:
+    for error in map(_as_error, errors):
         extensions = error.get("extensions")
         code = str(extensions.get("code", "")).upper() if isinstance(extensions, Mapping) else ""
         message = str(error.get("message", "")).lower()
@@ -92,11 +93,26 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def _summary(errors: Sequence[Mapping[str, Any]]) -> str:
-    return "; ".join(str(error.get("message", error)) for error in errors[:3])
+def _as_error(error: object) -> Mapping[str, Any]:
+    """A GraphQL error as the spec shapes it; a bare string or other value becomes its message."""
+    return error if isinstance(error, Mapping) else {"message": error}
 
 
-def _errors_of(body: bytes) -> list[dict[str, Any]] | None:
+def _one_line(text: str) -> str:
+    # Feed text goes into log lines and stored reasons: one line each, whatever the server sent.
+    return " ".join(text.split())
+
+
+def _snippet(body: bytes, at: int = 0) -> str:
+    """Up to _SNIPPET characters of the body from `at`, on one line."""
+    return _one_line(body[at : at + _SNIPPET].decode("utf-8", "replace"))
+
+
+def _summary(errors: Sequence[object]) -> str:
+    return _one_line("; ".join(str(_as_error(error).get("message", error)) for error in errors[:3]))[:_SNIPPET]
+
+
+def _errors_of(body: bytes) -> list[Any] | None:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -105,7 +121,7 @@ def _errors_of(body: bytes) -> list[dict[str, Any]] | None:
     return errors if isinstance(errors, list) and errors else None
 
 
-def _raise_for_errors(operation: str, errors: list[dict[str, Any]]) -> None:
+def _raise_for_errors(operation: str, errors: list[Any]) -> None:
     kind = classify_errors(errors)
     summary = _summary(errors)
     if kind == "auth":
@@ -113,13 +129,28 @@ def _raise_for_errors(operation: str, errors: list[dict[str, Any]]) -> None:
             raise FeedAuthError(f"Nivoda refused the credentials: {summary}")
         raise TokenRejected(summary)
     if kind == "query":
-        raise FeedQueryError(f"Nivoda rejected the {operation} request: {summary}", errors=errors)
+        raise FeedQueryError(
+            f"Nivoda rejected the {operation} request: {summary}", errors=[dict(_as_error(e)) for e in errors]
+        )
     raise TransientFailure("graphql_error", summary)
+
+
+def _unreadable(operation: str, body: bytes, exc: orjson.JSONDecodeError) -> Exception:
+    """A 200 body that does not parse. Cut short or not JSON at all (a proxy's HTML page) is
+    transient; JSON whose numbers no double holds (1e400) is what the server meant to send, so
+    asking again returns the same: fatal for this request, quoting where it fails."""
+    where = max(0, exc.pos - _SNIPPET // 2)
+    detail = f"{exc.msg} at character {exc.pos}: {_snippet(body, where)}"
+    try:
+        json.loads(body)
+    except ValueError:
+        return TransientFailure("bad_response", f"invalid JSON in a 200 response ({detail})")
+    return FeedQueryError(f"unreadable {operation} response ({detail})")
 
 
 def interpret(operation: str, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """Return the `data` object of a successful response, or raise what the exchange means."""
-    snippet = body[:_SNIPPET].decode("utf-8", "replace")
+    snippet = _snippet(body)
     if status == 429:
         raise TransientFailure("rate_limited", "HTTP 429", retry_after=parse_retry_after(headers.get("retry-after")))
     if status == 403:
@@ -143,8 +174,8 @@ def interpret(operation: str, status: int, headers: Mapping[str, str], body: byt
         raise FeedQueryError(f"Nivoda answered HTTP {status} to {operation}: {snippet}")
     try:
         parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise TransientFailure("bad_response", f"invalid JSON in a 200 response: {snippet}") from None
+    except orjson.JSONDecodeError as exc:
+        raise _unreadable(operation, body, exc) from None
     if not isinstance(parsed, dict):
         raise FeedQueryError(f"unexpected {operation} response (not a JSON object): {snippet}")
     errors = parsed.get("errors")

@@ -98,3 +98,32 @@ def test_success_returns_data() -> None:
     assert interpret("x", 200, {}, _body({"data": {"as": {"diamonds_by_query_count": 3}}})) == {
         "as": {"diamonds_by_query_count": 3}
     }
+
+
+def test_errors_that_are_not_objects_are_classified_by_their_text() -> None:
+    with pytest.raises(TokenRejected):
+        interpret("diamonds_by_query", 200, {}, _body({"errors": ["token expired"]}))
+    with pytest.raises(TransientFailure, match="boom; 7"):
+        interpret("diamonds_by_query", 200, {}, _body({"errors": ["boom", 7, None]}))
+    with pytest.raises(FeedQueryError, match="Syntax Error") as failure:
+        interpret("diamonds_by_query", 400, {}, _body({"errors": ["Syntax Error: Unexpected <EOF>"]}))
+    assert failure.value.errors == [{"message": "Syntax Error: Unexpected <EOF>"}]
+
+
+@pytest.mark.parametrize("status", [200, 404, 502])
+def test_a_server_page_becomes_one_line(status: int) -> None:
+    html = b"<html>\r\n<head><title>Oops</title></head>\n<body>\n\t<h1>Bad Gateway</h1>\n</body>\n</html>\n"
+    with pytest.raises((TransientFailure, FeedQueryError)) as failure:
+        interpret("diamonds_by_query", status, {}, html)
+    assert "\n" not in str(failure.value)
+    assert "\r" not in str(failure.value)
+    assert "<html> <head><title>Oops</title></head> <body> <h1>Bad Gateway</h1>" in str(failure.value)
+
+
+def test_json_whose_number_no_double_holds_is_fatal_and_says_where() -> None:
+    body = b'{"data": {"as": {"diamonds_by_query": {"items": [{"id": "o1", "price": 1e400}]}}}}'
+    with pytest.raises(FeedQueryError, match=r"unreadable diamonds_by_query response \(number is infinity.*1e400"):
+        interpret("diamonds_by_query", 200, {}, body)
+    # Cut short is another matter: asking again may well get the whole body.
+    with pytest.raises(TransientFailure, match=r"invalid JSON in a 200 response \(.*at character"):
+        interpret("diamonds_by_query", 200, {}, body[:-5])

@@ -38,6 +38,27 @@ def test_resume_point_is_the_last_seen_stone() -> None:
     assert locate_resume_point(10, ["a", "b"], set()) is None
 
 
+def test_items_without_an_id_keep_their_place_in_the_order() -> None:
+    # The next page starts at the last keyed stone's real position, not at its rank among keyed ones.
+    step = interpret_page(100, "x", ["x", None, "y", None, "z", None])
+    assert (step.kind, step.next_offset, step.anchor_id, step.new_ids) == (StepKind.ADVANCE, 104, "z", ("y", "z"))
+    assert locate_resume_point(10, ["a", None, "b", None], {"b"}) == (12, "b")
+
+
+def test_a_stone_repeated_in_a_page_is_new_once() -> None:
+    assert interpret_page(0, None, ["a", "b", "a", "c"]).new_ids == ("a", "b", "c")
+
+
+def test_a_page_with_no_stone_to_anchor_on_moves_past_itself() -> None:
+    # Requesting the same offset again would repeat the message's id (dropped as a duplicate).
+    one = interpret_page(7, None, ["a"])
+    assert (one.kind, one.next_offset, one.anchor_id, one.new_ids) == (StepKind.ADVANCE, 8, None, ("a",))
+    unkeyed = interpret_page(7, "x", ["x", None, None])
+    assert (unkeyed.kind, unkeyed.next_offset, unkeyed.anchor_id, unkeyed.new_ids) == (StepKind.ADVANCE, 10, None, ())
+    blank = interpret_page(0, None, [None] * 50)
+    assert (blank.kind, blank.next_offset, blank.anchor_id) == (StepKind.ADVANCE, 50, None)
+
+
 def test_the_offset_cap_leaves_room_above_the_estimate() -> None:
     from decimal import Decimal
 
