@@ -17,7 +17,9 @@ Rules (the original's HEAD mapper, with its defects fixed):
 - colour: a fancy colour makes color "FANCY"; color "FANCY" without a fancy colour gets "Unknown";
 - numbers are rounded half-up (as PostgreSQL rounds numeric) to their column's scale; a value that
   does not fit its column, is negative or is not a number is a failure, not a database error later;
-- text that PostgreSQL cannot store (NUL characters, lone surrogates) is a failure.
+- text that PostgreSQL cannot store (NUL characters, lone surrogates) is a failure, and so is an id
+  longer than `shared.raw_store.MAX_ID_LENGTH` (no index holds a huge one) or text longer than
+  MAX_TEXT_LENGTH.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from shared.grades import (
     normalise_lab,
     normalise_shape,
 )
+from shared.raw_store import MAX_ID_LENGTH
 
 CENT: Final = Decimal("0.01")
 _MILLI: Final = Decimal("0.001")
@@ -151,8 +154,8 @@ def map_item(item: Mapping[str, Any], *, feed: str, labgrown: bool) -> MappedDia
         diamond = item.get("diamond")
         if not _is_object(diamond):
             raise _Reject("malformed_item", f"item.diamond is not an object: {_show(diamond)}")
-        stone_id = _text(diamond.get("id"), "diamond.id")
-        offer_id = _text(item.get("id"), "item.id")
+        stone_id = _id(diamond.get("id"), "diamond.id")
+        offer_id = _id(item.get("id"), "item.id")
         if stone_id is None:
             raise _Reject("malformed_item", f"diamond.id is missing or not an id: {_show(diamond.get('id'))}")
         if offer_id is None:
@@ -285,6 +288,16 @@ def _map(
 # --- text ------------------------------------------------------------------------------------
 
 _INT_TEXT_LIMIT: Final = 2**63
+# No feed text is this long (signed media URLs run to ~2 KB); a longer value is a feed error that
+# would bloat every API answer carrying the stone.
+MAX_TEXT_LENGTH: Final = 8192
+
+
+def _id(value: object, field: str) -> str | None:
+    """An identity as text; one longer than MAX_ID_LENGTH (which an index cannot hold) is refused."""
+    if isinstance(value, str) and len(text := value.strip()) > MAX_ID_LENGTH:
+        raise _Reject("malformed_item", f"{field} is {len(text)} characters long (at most {MAX_ID_LENGTH})")
+    return _text(value, field)
 
 
 def _text(value: object, field: str) -> str | None:
@@ -296,6 +309,8 @@ def _text(value: object, field: str) -> str | None:
         text = value.strip()
         if not text:
             return None
+        if len(text) > MAX_TEXT_LENGTH:
+            raise _Reject("invalid_text", f"{field} is {len(text)} characters long (at most {MAX_TEXT_LENGTH})")
         if "\x00" in text or (not text.isascii() and not _utf8(text)):
             raise _Reject("invalid_text", f"{field} holds text PostgreSQL cannot store: {_show(text)}")
         return text

@@ -591,3 +591,35 @@ def test_the_item_is_not_modified() -> None:
     before = repr(item)
     mapped(item)
     assert repr(item) == before
+
+
+MEGABYTE = 1 << 20
+
+
+def test_an_id_too_long_for_an_index_is_a_failure() -> None:
+    # diamonds.offer_id is indexed: a 1 MB offer id failed the whole consolidation batch's insert.
+    offer = failure(nivoda_item(id="o" * MEGABYTE))
+    assert (offer.code, offer.supplier_stone_id) == ("malformed_item", "stone-1d2e3f40")
+    assert offer.reason == "item.id is 1048576 characters long (at most 200)"
+    stone = failure(nivoda_item(diamond={"id": "s" * MEGABYTE}))
+    assert (stone.code, stone.supplier_stone_id) == ("malformed_item", None)
+    assert mapped(nivoda_item(id="o" * 200)).offer_id == "o" * 200
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "field"),
+    [
+        ("certificate", {"girdle": "g" * MEGABYTE}, "certificate.girdle"),
+        ("diamond", {"image": "h" * MEGABYTE}, "diamond.image"),
+        ("certificate", {"certNumber": "1" * MEGABYTE}, "certificate.certNumber"),
+        ("supplier", {"name": "n" * MEGABYTE}, "diamond.supplier.name"),
+    ],
+)
+def test_huge_text_is_a_failure_naming_the_field(where: str, value: dict[str, Any], field: str) -> None:
+    result = failure(nivoda_item(**{where: value}))
+    assert (result.code, result.supplier_stone_id) == ("invalid_text", "stone-1d2e3f40")
+    assert result.reason == f"{field} is 1048576 characters long (at most 8192)"
+
+
+def test_the_longest_text_is_kept() -> None:
+    assert mapped(nivoda_item(certificate={"girdle": "g" * 8192})).girdle == "g" * 8192
