@@ -134,8 +134,8 @@ class NivodaClient:
         """Stones matching `query` (Nivoda's `diamonds_by_query_count`, the only reliable total)."""
         result = await self._authed("diamonds_by_query_count", documents.COUNT, {"query": query.to_variables()})
         count = result.get("diamonds_by_query_count")
-        if not isinstance(count, int) or isinstance(count, bool):
-            raise FeedQueryError(f"diamonds_by_query_count returned {count!r}, expected an integer")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise FeedQueryError(f"diamonds_by_query_count returned {count!r}, expected a non-negative integer")
         return count
 
     async def search(
