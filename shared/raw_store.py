@@ -22,6 +22,7 @@ from shared.runs import Conn
 # Nivoda's ids are UUIDs. A longer "id" is a feed error, and one beyond ~2.7 KB would not even fit
 # the primary key's index: the whole page's upsert would fail, again on every redelivery.
 MAX_ID_LENGTH: Final = 200
+_NUL: Final = "\x00"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def _identify(item: object) -> tuple[str | None, str]:
     text = str(value).strip()  # as the mapper reads it, so raw rows and diamonds share keys
     if len(text) > MAX_ID_LENGTH:
         return None, f"{label}: diamond.id is {len(text)} characters long (at most {MAX_ID_LENGTH}): {_show(text)}"
+    if _NUL in text:
+        return None, f"{label}: diamond.id holds a NUL character, which PostgreSQL text cannot: {_show(text)}"
     return text, ""
 
 
@@ -78,8 +81,10 @@ def to_raw_items(items: Sequence[object]) -> tuple[list[RawItem], list[RawReject
         if sid is None or not isinstance(item, Mapping):
             rejects.append(RawReject("malformed_item", reason))
             continue
-        encoded = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
         offer = item.get("id")
+        # The offer id is judged by the mapper (from the payload); this column only has to hold it.
+        offer_id = str(offer).replace(_NUL, "\ufffd") if offer is not None else sid
+        encoded = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
         if sid in keyed:
             rejects.append(
                 RawReject(
@@ -88,7 +93,7 @@ def to_raw_items(items: Sequence[object]) -> tuple[list[RawItem], list[RawReject
             )
         keyed[sid] = RawItem(
             supplier_stone_id=sid,
-            offer_id=str(offer) if offer is not None else sid,
+            offer_id=offer_id,
             payload_json=encoded.decode(),
             payload_hash=hashlib.sha256(encoded).digest(),
         )

@@ -176,6 +176,19 @@ async def test_a_huge_stone_id_is_recorded_not_a_database_error(db: Pool, settin
     assert len(message) < 500, "the reason quotes a bad value, never all of it"
 
 
+async def test_ids_postgresql_cannot_store_are_recorded_not_a_database_error(db: Pool, settings: Settings) -> None:
+    items = [item("a"), item("bad\x00id"), item("c", offer="offer\x00c"), item("d")]
+    async with container(settings, db, ScriptedFeed(lambda _: page(items))) as c:
+        result = await process_work_item(c, await start_partition(db))
+    assert result.outcome is Outcome.PAGE
+    after = await state(db)
+    # The offer id is no key: its row is stored and the mapper refuses the item (test_mapper.py).
+    assert after["raw"] == ["a", "c", "d"]
+    ((code, message, stone),) = after["errors"]
+    assert (code, stone) == ("malformed_item", None)
+    assert "diamond.id holds a NUL character" in message
+
+
 async def test_a_huge_string_in_another_field_is_stored_for_the_mapper_to_judge(db: Pool, settings: Settings) -> None:
     items = [item("a", girdle="g" * MEGABYTE), item("b")]
     async with container(settings, db, ScriptedFeed(lambda _: page(items))) as c:
