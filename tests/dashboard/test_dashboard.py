@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Page, Route, expect
 
 from feedsim.embed import ThreadedSimulator, start_in_thread
 from feedsim.simulator import InventorySpec
@@ -416,6 +416,69 @@ async def test_catalogue_search_sort_load_more_and_csv_export(
     dashboard.check_console()
 
 
+async def test_catalogue_sorts_from_the_keyboard_says_when_nothing_matches_and_drops_a_refused_searchs_rows(
+    dashboard: Dashboard, keys: Keys, natural_run: dict[str, Any]
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, "/catalogue")
+    rows = page.locator("[data-testid=stones] tbody tr")
+    await expect(rows).to_have_count(50)
+    summary = page.get_by_test_id("summary")
+    await expect(summary).to_contain_text("stones match")
+
+    # Sorting is reachable without a mouse: the heading holds a button that takes focus.
+    await page.locator("th[data-sort=carats] button").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("th[data-sort=carats]")).to_have_attribute("aria-sort", "ascending")
+    carats = [Decimal(t) for t in await texts(page, "[data-testid=stones] td[data-field=carats]")]
+    assert carats == sorted(carats)
+
+    # A search the API refuses leaves no earlier rows or count standing for its answer.
+    dashboard.allow(r"status of 422 .*/api/v2/diamonds")
+    form = page.get_by_test_id("search-form")
+    await form.locator("input[name=carat_min]").fill("5")
+    await form.locator("input[name=carat_max]").fill("1")
+    await form.get_by_role("button", name="Search").click()
+    await expect(page.get_by_test_id("error")).to_contain_text("carat_min")
+    await expect(rows).to_have_count(0)
+    await expect(summary).to_have_text("")
+    await expect(page.get_by_test_id("load-more")).to_be_hidden()
+
+    # A search nothing matches says so.
+    await form.locator("input[name=carat_min]").fill("500")
+    await form.locator("input[name=carat_max]").fill("")
+    await form.get_by_role("button", name="Search").click()
+    await searched(page)
+    await expect(page.get_by_test_id("no-match")).to_have_text("No stones match this search.")
+    await expect(summary).to_have_text("0 stones match · showing 0")
+    await expect(page.get_by_test_id("error")).to_have_count(0)
+    dashboard.check_console()
+
+
+# --- narrow screens -----------------------------------------------------------------------------
+@pytest.mark.parametrize("route", ["/overview", "/runs", "/catalogue", "/pricing", "/dead-letters", "/heatmap"])
+async def test_every_page_fits_a_phone_screen(
+    dashboard: Dashboard, keys: Keys, natural_run: dict[str, Any], route: str
+) -> None:
+    page = dashboard.page
+    await page.set_viewport_size({"width": 360, "height": 740})
+    await dashboard.sign_in(keys.admin, route)
+    await expect(page.locator("main h1")).to_be_visible()
+    await page.wait_for_load_state("networkidle")
+    # Wide tables scroll inside their panels; the page itself never scrolls sideways, and the
+    # navigation sits above the page instead of taking half the screen beside it.
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360, f"{route} is {width} px wide on a 360 px screen"
+    nav = await page.locator("#nav").bounding_box()
+    main = await page.locator("main").bounding_box()
+    assert nav is not None
+    assert main is not None
+    assert main["width"] >= 340, f"{route}: the page gets {main['width']} px of 360"
+    assert nav["y"] + nav["height"] <= main["y"] + 1
+    await dashboard.screenshot(f"phone{route.replace('/', '-')}")
+    dashboard.check_console()
+
+
 # --- pricing rules ------------------------------------------------------------------------------
 async def test_pricing_rule_validation_preview_save_and_revert(
     dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
@@ -427,6 +490,13 @@ async def test_pricing_rule_validation_preview_save_and_revert(
     rules = await get_data(api, "/pricing/rules")
     first = rules[0]
     row = page.locator(f"[data-testid=rules] tr[data-rule='{first['id']}']")
+    # Cost bounds are money: dollars with separators and cents, as the API's decimals say.
+    for listed in rules:
+        low, high = Decimal(listed["cost_min"] or "0"), listed["cost_max"]
+        bounds = f"${low:,.2f} – {'∞' if high is None else f'${Decimal(high):,.2f}'}"
+        expected_cost = "any" if listed["cost_min"] is None and high is None else bounds
+        listed_row = page.locator(f"[data-testid=rules] tr[data-rule='{listed['id']}']")
+        await expect(listed_row.get_by_test_id("cost")).to_have_text(expected_cost)
     await row.get_by_test_id("edit").click()
     editor = page.get_by_test_id("rule-editor")
     await expect(editor.locator("input[name=priority]")).to_have_value(str(first["priority"]))
@@ -466,7 +536,8 @@ async def test_pricing_rule_validation_preview_save_and_revert(
     await editor.locator("input[name=cost_min]").fill("100.123")
     await page.get_by_test_id("preview").click()
     await expect(page.locator("[data-error-for=cost_min]")).to_contain_text("decimal places")
-    await expect(page.get_by_test_id("rule-panel").locator(".notice.error")).to_contain_text("Not saved")
+    # A refused preview saved nothing and does not claim otherwise.
+    await expect(page.get_by_test_id("rule-panel").locator(".notice.error")).to_contain_text("Not previewed")
     await dashboard.screenshot("pricing-validation")
     await editor.locator("input[name=cost_min]").fill("")
 
@@ -570,6 +641,28 @@ async def test_dead_letters_are_listed_with_their_reason_and_replayed(
     assert [letter["replayed_at"] is not None for letter in letters if letter["message_id"] == "poison-dashboard"] == [
         True
     ]
+    dashboard.check_console()
+
+
+async def test_a_dead_letter_list_that_failed_once_drops_its_error_when_it_loads_again(
+    dashboard: Dashboard, keys: Keys
+) -> None:
+    page = dashboard.page
+    dashboard.allow(r"status of 503 .*/api/v2/dead-letters")
+    outage = {"error": {"code": "unavailable", "message": "the database is restarting", "details": None}}
+
+    async def refuse(route: Route) -> None:
+        await route.fulfill(status=503, json=outage)
+
+    await page.route("**/api/v2/dead-letters?*", refuse)
+    await dashboard.sign_in(keys.admin, "/dead-letters")
+    errors = page.get_by_test_id("error")
+    await expect(errors).to_contain_text("the database is restarting")
+    await page.unroute("**/api/v2/dead-letters?*", refuse)
+    await page.locator("input[name=queue]").fill("work-items")
+    await page.locator("input[name=queue]").press("Enter")
+    await expect(page.locator("[data-testid=dead-letters] tbody tr").first).to_be_visible()
+    await expect(errors).to_have_count(0)
     dashboard.check_console()
 
 

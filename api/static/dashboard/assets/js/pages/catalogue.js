@@ -119,11 +119,13 @@ export async function render(root, { query }) {
       const numeric = NUMERIC.has(name) ? " num" : "";
       if (!key) return h("th", { class: numeric }, heading);
       const sorted = key === state.sort ? ` sorted-${state.order}` : "";
-      return h("th", { class: `sortable${sorted}${numeric}`, "data-sort": key, title: `sort by ${key}`, onclick: () => {
+      const ariaSort = key === state.sort ? (state.order === "asc" ? "ascending" : "descending") : "none";
+      // The heading's button makes sorting reachable from the keyboard; its click reaches the th.
+      return h("th", { class: `sortable${sorted}${numeric}`, "data-sort": key, "aria-sort": ariaSort, title: `sort by ${key}`, onclick: () => {
         state.order = key === state.sort && state.order === "asc" ? "desc" : "asc";
         state.sort = key;
         search();
-      } }, heading);
+      } }, h("button", { type: "button", class: "sort" }, heading));
     })));
   }
 
@@ -144,6 +146,9 @@ export async function render(root, { query }) {
     }
     state.rows.push(...response.data);
     tbody.append(...response.data.map(row));
+    if (state.rows.length === 0) {
+      tbody.append(h("tr", {}, h("td", { colspan: COLUMNS.length, class: "muted", "data-testid": "no-match" }, "No stones match this search.")));
+    }
     more.hidden = !response.pagination.has_more;
     const total = state.total === null ? "" : `${state.estimated ? "about " : ""}${fmt.int(state.total)} stones match · `;
     summary.textContent = `${total}showing ${fmt.int(state.rows.length)}`;
@@ -166,6 +171,11 @@ export async function render(root, { query }) {
     try {
       await page(false);
     } catch (error) {
+      // The previous search's rows would pass for this one's answer: the refused search shows none.
+      state.rows = [];
+      tbody.replaceChildren();
+      summary.textContent = "";
+      more.hidden = true;
       status.replaceChildren(errorNotice(error));
     }
   }

@@ -10,7 +10,8 @@ const SOURCES = ["scheduler", "worker", "consolidator", "fanin", "api", "bus"];
 const json = (value) => h("details", {}, h("summary", { class: "small" }, "show"), h("pre", { class: "body" }, JSON.stringify(value, null, 2)));
 
 function deadLetters(session) {
-  const status = h("div");
+  const status = h("div"); // the list's own failure, cleared when it loads again
+  const outcome = h("div"); // what a replay did
   const tbody = h("tbody");
   const form = h("form", { class: "filters", onchange: () => load(), onsubmit: (event) => { event.preventDefault(); load(); } },
     h("label", {}, "queue", h("input", { name: "queue", placeholder: "any queue" })),
@@ -19,9 +20,9 @@ function deadLetters(session) {
   function replayButton(letter) {
     const button = h("button", { type: "button", class: "small", "data-testid": "replay", onclick: async () => {
       if (!(await confirmAction("Replay dead letter", `Send message ${letter.message_id} back to ${letter.queue} under a new message id?`, "Replay", false))) return;
-      await busy(button, status, async () => {
+      await busy(button, outcome, async () => {
         const { data } = await post(`/dead-letters/${letter.id}/replay`);
-        status.replaceChildren(notice("ok", `Replayed as ${data.replay_message_id}.`));
+        outcome.replaceChildren(notice("ok", `Replayed as ${data.replay_message_id}.`));
         await load();
       });
     } }, "Replay");
@@ -32,6 +33,7 @@ function deadLetters(session) {
     const values = Object.fromEntries(new FormData(form));
     try {
       const { data } = await get("/dead-letters", { queue: values.queue?.trim(), include_replayed: values.include_replayed ? "true" : undefined, limit: 200 });
+      status.replaceChildren();
       fill(tbody, data.length ? null : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No dead letters.")), data.map((letter) =>
         h("tr", { "data-letter": letter.id, "data-message": letter.message_id },
           h("td", { class: "num" }, letter.id),
@@ -51,7 +53,7 @@ function deadLetters(session) {
     }
   }
   load();
-  return h("section", { class: "panel" }, h("h2", {}, "Dead letters"), form, status,
+  return h("section", { class: "panel" }, h("h2", {}, "Dead letters"), form, outcome, status,
     h("div", { class: "table-wrap" }, h("table", { "data-testid": "dead-letters" },
       h("thead", {}, h("tr", {}, ["id", "queue", "message", "reason", "description", "deliveries", "dead-lettered", "body", ""].map((t) => h("th", {}, t)))), tbody)));
 }

@@ -17,7 +17,8 @@ async function gradeChoices() {
 }
 
 const listText = (values) => (values?.length ? values.join(", ") : "any");
-const range = (low, high, unit = "") => (low === null && high === null ? "any" : `${low ?? "0"}${unit} – ${high === null ? "∞" : `${high}${unit}`}`);
+/** A rule's bounds; `show` formats each end (costs are money: dollars with cents). */
+const range = (low, high, show = String) => (low === null && high === null ? "any" : `${show(low ?? "0")} – ${high === null ? "∞" : show(high)}`);
 
 function markup(rule) {
   if (rule.markup_multiplier !== null) return `× ${rule.markup_multiplier}`;
@@ -110,10 +111,11 @@ function editor(choices, rule, { onPreview, onSave, onClose }) {
   }
 
   const result = h("div");
-  const previewButton = h("button", { type: "button", "data-testid": "preview", onclick: () => run(previewButton, onPreview) }, "Preview impact");
-  const saveButton = h("button", { type: "button", class: "primary", "data-testid": "save", onclick: () => run(saveButton, onSave) }, rule ? "Save changes" : "Create rule");
+  const previewButton = h("button", { type: "button", "data-testid": "preview", onclick: () => run(previewButton, onPreview, "Not previewed") }, "Preview impact");
+  const saveButton = h("button", { type: "button", class: "primary", "data-testid": "save", onclick: () => run(saveButton, onSave, "Not saved") }, rule ? "Save changes" : "Create rule");
 
-  async function run(button, action) {
+  /** `refused` heads the API's refusal: a refused preview saved nothing, so it must not say so. */
+  async function run(button, action, refused) {
     clearErrors();
     const payload = body();
     const local = localErrors(payload);
@@ -126,7 +128,7 @@ function editor(choices, rule, { onPreview, onSave, onClose }) {
     try {
       await action(payload, result, form.elements.reprice.checked);
     } catch (error) {
-      result.replaceChildren(showErrors(error) ? notice("error", [h("strong", {}, "Not saved: "), error.message]) : errorNotice(error));
+      result.replaceChildren(showErrors(error) ? notice("error", [h("strong", {}, `${refused}: `), error.message]) : errorNotice(error));
     } finally {
       button.disabled = false;
     }
@@ -204,7 +206,7 @@ export async function render(root) {
         h("td", {}, rule.stone_type ?? "any"),
         h("td", { class: "small" }, GRADE_FIELDS.filter(([name]) => rule[name]).map(([name, label]) => h("div", {}, `${label}: ${listText(rule[name])}`)),
           rule.carat_min !== null || rule.carat_max !== null ? h("div", {}, `carats: ${range(rule.carat_min, rule.carat_max)}`) : null),
-        h("td", { class: "nowrap" }, range(rule.cost_min, rule.cost_max)),
+        h("td", { class: "nowrap", "data-testid": "cost" }, range(rule.cost_min, rule.cost_max, fmt.money)),
         h("td", { class: "nowrap" }, markup(rule)),
         h("td", { class: "num" }, rule.rating ?? "–"),
         h("td", { class: "nowrap" }, rule.active
