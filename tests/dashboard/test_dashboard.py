@@ -666,6 +666,22 @@ async def test_a_dead_letter_list_that_failed_once_drops_its_error_when_it_loads
     dashboard.check_console()
 
 
+async def test_recorded_errors_refused_for_a_bad_run_id_show_no_rows_of_the_previous_filter(
+    dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
+) -> None:
+    assert await get_data(api, "/errors", limit=1), "the test runs record unmappable stones"
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, "/dead-letters")
+    rows = page.locator("[data-testid=errors] tbody tr[data-error]")
+    await expect(rows.first).to_be_visible()
+    dashboard.allow(r"status of 422 .*/api/v2/errors")
+    await page.locator("input[name=run_id]").fill("not-a-run")
+    await page.locator("input[name=run_id]").press("Enter")
+    await expect(page.get_by_test_id("error")).to_contain_text("run_id")
+    await expect(rows).to_have_count(0)
+    dashboard.check_console()
+
+
 # --- overview -----------------------------------------------------------------------------------
 async def test_overview_shows_the_catalogue_runs_watermarks_and_alerts(
     dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]

@@ -49,6 +49,7 @@ function deadLetters(session) {
             : session.admin ? replayButton(letter) : null),
         )));
     } catch (error) {
+      tbody.replaceChildren(); // rows of an earlier filter are not this filter's answer
       status.replaceChildren(errorNotice(error));
     }
   }
@@ -83,6 +84,7 @@ function errorRecords() {
           h("td", {}, Object.keys(record.context ?? {}).length ? json(record.context) : ""),
         )));
     } catch (error) {
+      tbody.replaceChildren(); // rows of an earlier filter are not this filter's answer
       status.replaceChildren(errorNotice(error));
     }
   }
