@@ -608,6 +608,25 @@ async def test_heatmap_shows_a_runs_partitions_and_previews_a_new_scan(
     dashboard.check_console()
 
 
+def price_bounds(low: str, high: str | None) -> str:
+    """A partition's price-per-carat bounds as the tables show them: exact, with cents."""
+    return f"${Decimal(low):,.2f} – {'∞' if high is None else f'${Decimal(high):,.2f}'}"
+
+
+async def test_partition_tables_show_exact_price_bounds(
+    dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
+) -> None:
+    run = await get_data(api, f"/runs/{natural_run['run_id']}")
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, f"/heatmap?run={run['run_id']}")
+    planned = [price_bounds(p["min"], p["max"]) for p in run["heatmap"]["partitions"]]
+    await expect(page.locator("[data-testid=scan-partitions] tbody td:nth-child(2)")).to_have_text(planned)
+    await dashboard.open(f"/runs/{run['run_id']}")
+    ran = [price_bounds(p["min_price"], p["max_price"]) for p in run["partitions"]]
+    await expect(page.locator("[data-testid=partitions] tbody td:nth-child(2)")).to_have_text(ran)
+    dashboard.check_console()
+
+
 # --- dead letters and errors ----------------------------------------------------------------------
 async def test_dead_letters_are_listed_with_their_reason_and_replayed(
     dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, server: OpusServer, settings: Settings

@@ -2,7 +2,7 @@
 // partition boundaries, and a preview of the scan and partitions a new run would get (admin).
 
 import { FEEDS, get, post } from "../api.js";
-import { densityChart, dollarsShort, heatGrid } from "../chart.js";
+import { densityChart, heatGrid } from "../chart.js";
 import { busy, choice, errorNotice, fill, fmt, h } from "../dom.js";
 import { replaceQuery } from "../router.js";
 import { RUN_TYPES } from "../run-figures.js";
@@ -14,7 +14,7 @@ function partitionsTable(partitions, actual = null) {
     h("thead", {}, h("tr", {}, ["partition", "price per ct", "estimated stones", actual ? "fetched" : null].filter(Boolean).map((t) => h("th", {}, t)))),
     h("tbody", {}, partitions.map((p) => h("tr", {},
       h("td", { class: "mono" }, p.id),
-      h("td", {}, `${dollarsShort(Number(p.min))} – ${p.max === null ? "∞" : dollarsShort(Number(p.max))}`),
+      h("td", { class: "nowrap" }, `${fmt.money(p.min)} – ${p.max === null ? "∞" : fmt.money(p.max)}`),
       h("td", { class: "num" }, fmt.int(p.estimated)),
       actual ? h("td", { class: "num" }, fmt.int(actual.get(p.id))) : null,
     ))));

@@ -2,7 +2,7 @@
 // density scan it was partitioned from, and the operator's actions (admin, each confirmed first).
 
 import { get, post } from "../api.js";
-import { densityChart, dollarsShort } from "../chart.js";
+import { densityChart } from "../chart.js";
 import { badge, busy, card, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween } from "../dom.js";
 import { ACTIVE, throughput } from "../run-figures.js";
 
@@ -11,7 +11,8 @@ const LIVE_MS = 1000;
 const IDLE_MS = 10_000;
 const RETRYABLE = new Set(["ingesting", "skipped", "failed"]);
 
-const priceRange = (p) => `${dollarsShort(Number(p.min_price))} – ${p.max_price === null ? "∞" : dollarsShort(Number(p.max_price))}`;
+// Exact bounds (cents): rounded ones make neighbouring partitions look as if they overlapped.
+const priceRange = (p) => `${fmt.money(p.min_price)} – ${p.max_price === null ? "∞" : fmt.money(p.max_price)}`;
 
 function partitionCell(p) {
   const share = p.estimated_records > 0 ? Math.min(1, p.records_seen / p.estimated_records) : p.status === "completed" ? 1 : 0;
