@@ -426,6 +426,10 @@ async def test_catalogue_sorts_from_the_keyboard_says_when_nothing_matches_and_d
     summary = page.get_by_test_id("summary")
     await expect(summary).to_contain_text("stones match")
 
+    # The navigation tells assistive technology which page this is; both ends of a range are named.
+    await expect(page.locator("#nav a[aria-current=page]")).to_have_text("Catalogue")
+    await expect(page.get_by_label("carat to", exact=True)).to_have_attribute("name", "carat_max")
+    await expect(page.get_by_label("price from", exact=True)).to_have_attribute("name", "price_min")
     # Sorting is reachable without a mouse: the heading holds a button that takes focus.
     await page.locator("th[data-sort=carats] button").focus()
     await page.keyboard.press("Enter")

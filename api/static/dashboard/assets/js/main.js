@@ -65,7 +65,11 @@ async function render() {
   }
   const page = found.page;
   for (const link of nav.querySelectorAll("a[data-page]")) {
-    link.classList.toggle("active", path.startsWith(`/${link.dataset.page}`));
+    const here = path.startsWith(`/${link.dataset.page}`);
+    link.classList.toggle("active", here);
+    // Screen readers announce the current page; the colour alone says it only to the eye.
+    if (here) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   document.title = `${page.title} · Diamond Opus`;
   const mine = generation;

@@ -61,7 +61,9 @@ function listField(spec, values) {
 }
 
 function rangeField(spec, query) {
-  const input = (end) => h("input", { name: `${spec.name}_${end}`, type: "number", min: 0, step: spec.integer ? 1 : "any", placeholder: end, value: query.get(`${spec.name}_${end}`) ?? "" });
+  // The label holds both ends, which would otherwise name only the first: each end names itself.
+  const input = (end) => h("input", { name: `${spec.name}_${end}`, type: "number", min: 0, step: spec.integer ? 1 : "any", placeholder: end,
+    "aria-label": `${spec.name.replaceAll("_", " ")} ${end === "min" ? "from" : "to"}`, value: query.get(`${spec.name}_${end}`) ?? "" });
   return h("label", { title: spec.description }, spec.name.replaceAll("_", " "), h("div", { class: "range" }, input("min"), input("max")));
 }
 
