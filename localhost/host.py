@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
+import orjson
 import uvicorn
 
 from api.app import create_app
@@ -130,9 +131,15 @@ def _handler(
     container: Container, handle: Callable[[Container, bytes], Awaitable[object]]
 ) -> Callable[[ReceivedMessage], Awaitable[object]]:
     async def on_message(message: ReceivedMessage) -> object:
-        import orjson
-
         return await handle(container, orjson.dumps(message.body))
+
+    return on_message
+
+
+def _work_item_handler(container: Container, bus: LocalBus) -> Callable[[ReceivedMessage], Awaitable[object]]:
+    async def on_message(message: ReceivedMessage) -> object:
+        last = message.delivery_count >= bus.max_delivery_count
+        return await handle_work_item(container, orjson.dumps(message.body), last_delivery=last)
 
     return on_message
 
@@ -193,7 +200,7 @@ async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator
         queues = container.queues
         consumers = [
             *(
-                consume(bus, listener, queues.work_items, _handler(container, handle_work_item), stop=stop)
+                consume(bus, listener, queues.work_items, _work_item_handler(container, bus), stop=stop)
                 for _ in range(settings.worker_concurrency)
             ),
             *(

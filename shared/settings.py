@@ -87,7 +87,9 @@ class Settings(BaseSettings):
     queue_work_done: str = Field("work-done", min_length=1, description="a queue name")
     queue_consolidate: str = Field("consolidate", min_length=1, description="a queue name")
     bus_lock_duration_s: int = Field(120, ge=5, le=300, description="seconds, an integer 5-300")
-    bus_max_delivery_count: int = Field(5, ge=1, le=100, description="an integer 1-100")
+    bus_max_delivery_count: int = Field(
+        5, ge=1, le=100, description="an integer 1-100 (in Azure: the work-items queue's MaxDeliveryCount)"
+    )
     bus_duplicate_window_s: int = Field(600, ge=0, le=86_400, description="seconds, an integer 0-86400")
 
     # --- supplier feed (Nivoda) ------------------------------------------------------------

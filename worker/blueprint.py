@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import azure.durable_functions as df
 import azure.functions as func
 
@@ -23,4 +25,7 @@ _settings = get_settings()
 async def worker_work_items(msg: func.ServiceBusMessage, context: func.Context) -> None:
     container = await runtime.get()
     with observability.invocation("worker_work_items", traceparent=traceparent(context), **message_fields(msg)):
-        await handle_inbound(container, inbound(msg, _settings.queue_work_items), handle_work_item)
+        message = inbound(msg, _settings.queue_work_items)
+        # BUS_MAX_DELIVERY_COUNT is the work-items queue's MaxDeliveryCount (deploy/servicebus).
+        last = message.delivery_count >= _settings.bus_max_delivery_count
+        await handle_inbound(container, message, partial(handle_work_item, last_delivery=last))

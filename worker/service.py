@@ -22,7 +22,7 @@ from scheduler.service import partition_query, run_query
 from shared.bootstrap import Container
 from shared.bus.port import publish
 from shared.error_records import ErrorRecord, record_errors
-from shared.feed.errors import FeedError
+from shared.feed.errors import FeedError, FeedTransientError
 from shared.logs import log_context
 from shared.messages import WorkItem
 from shared.raw_store import seen_ids, stone_id, to_raw_items, upsert_raw
@@ -73,7 +73,11 @@ def _guard(run: RunRecord, partition: PartitionRecord, item: WorkItem) -> Outcom
     return Outcome.STALE
 
 
-async def process_work_item(container: Container, item: WorkItem) -> PageResult:
+async def process_work_item(container: Container, item: WorkItem, *, last_delivery: bool = True) -> PageResult:
+    """Fetch and store the item's page. A feed failure fails the partition, except a transient one
+    (the client has already retried it) on a delivery that is not the message's last: that is
+    raised, so the bus delivers the page again (an outage may outlast the client's retries, and a
+    failed partition waits for a human)."""
     with log_context(run_id=item.run_id, trace_id=item.trace_id, partition_id=item.partition_id, feed=item.feed):
         async with container.pool.connection() as conn:
             run, partition = await load_run_and_partition(conn, item.run_id, item.partition_id)
@@ -92,6 +96,8 @@ async def process_work_item(container: Container, item: WorkItem) -> PageResult:
         try:
             page = await _fetch_step(container, run, item)
         except FeedError as exc:
+            if isinstance(exc, FeedTransientError) and not last_delivery:
+                raise
             return await _fail(container, run, item, f"{type(exc).__name__}: {exc}")
         return await _store_step(container, run, item, page.step, page.items)
 

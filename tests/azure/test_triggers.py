@@ -14,12 +14,15 @@ from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMes
 
 from fanin import orchestrator
 from fanin.durable import PARTITION_DONE, current_client
+from feedsim.embed import ThreadedSimulator
 from shared.db.pool import Pool
+from shared.feed.errors import FeedTransientError
 from shared.functions_runtime import runtime
 from shared.runs import load_run
 from tests.azure.conftest import FakeContext, FunctionsHarness, functions_message
 from tests.azure.durable import VirtualClock
 from tests.azure.indexing import indexed, user_function
+from tests.pipeline.conftest import sim_control
 
 pytestmark = pytest.mark.xdist_group("pipeline")
 
@@ -102,6 +105,32 @@ async def test_a_transient_failure_raises_for_redelivery_and_the_redelivery_comp
         )
         assert await cur.fetchone() == (1,), "the page was stored once"
     assert await dead_letters(db) == []
+
+
+async def test_a_feed_outage_is_redelivered_and_only_the_last_delivery_fails_the_partition(
+    db: Pool, harness: FunctionsHarness, azure_simulator: ThreadedSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await harness.tick()
+    item = harness.servicebus.take()[0]
+    body = json.loads(item.body)
+    monkeypatch.setattr(harness.container.feed, "_max_retries", 0)
+    await sim_control(azure_simulator, "config", {"error_rate": 1.0})
+    try:
+        with pytest.raises(FeedTransientError):
+            await harness.deliver("work-items", functions_message(item, delivery_count=1))
+        status = "SELECT status FROM partition_progress WHERE run_id = %s AND partition_id = %s"
+        async with db.connection() as conn:
+            cur = await conn.execute(status, (body["run_id"], body["partition_id"]))
+            assert await cur.fetchone() == ("running",), (
+                "a delivery that is not the last leaves the page to Service Bus"
+            )
+        last = harness.container.settings.bus_max_delivery_count
+        await harness.deliver("work-items", functions_message(item, delivery_count=last))
+    finally:
+        await sim_control(azure_simulator, "config", {"error_rate": 0.0})
+    async with db.connection() as conn:
+        cur = await conn.execute(status, (body["run_id"], body["partition_id"]))
+        assert await cur.fetchone() == ("failed",)
 
 
 async def test_the_timer_starts_the_orchestration_before_the_first_work_item(harness: FunctionsHarness) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,3 +130,28 @@ async def test_churn_during_the_run_misses_no_stone_that_stayed(db: Pool, databa
     assert not missed, f"{len(missed)} stones that stayed in the feed were missed"
     assert stored <= at_start, "only stones of the run's window are stored"
     assert sum(p.drift_recoveries for p in partitions) > 0, "the drift path was not exercised"
+
+
+async def test_a_feed_outage_longer_than_the_clients_retries_is_ridden_out_by_redelivery(
+    db: Pool, database_url: str, tmp_path: Path, simulator: ThreadedSimulator
+) -> None:
+    settings = pipeline_settings(database_url, tmp_path, simulator.endpoint, nivoda_max_retries=0)
+    async with pipeline(settings) as host:
+        await sim_control(simulator, "stats/reset")
+        started = await start_run(host.container, feed=FEED, run_type="full", requested_by="test")
+        assert started is not None
+        await sim_control(simulator, "config", {"error_rate": 1.0})
+        try:
+            # Every delivery fails at once (no client retries); the bus redelivers after 1, 2, 4 s.
+            await asyncio.sleep(2.5)
+        finally:
+            await sim_control(simulator, "config", {"error_rate": 0.0})
+        failed_requests = sum((await sim_stats(simulator))["faults"].values())
+        status = await wait_for_run(host.container, started.run.run_id, poll_s=0.2)
+        async with host.container.pool.connection() as conn:
+            partitions = await load_partitions(conn, started.run.run_id)
+    assert failed_requests > 0, "the outage hit the run"
+    assert status == "completed"
+    assert all(p.status == "completed" and p.attempts == 1 for p in partitions), "no partition waited for a human"
+    truth = expected_ids(await ground_truth(simulator), FEED, started.run.updated_to)
+    assert set(await raw_ids(db, FEED)) == truth
