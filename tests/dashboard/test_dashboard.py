@@ -617,7 +617,7 @@ def price_bounds(low: str, high: str | None) -> str:
     return f"${Decimal(low):,.2f} – {'∞' if high is None else f'${Decimal(high):,.2f}'}"
 
 
-async def test_partition_tables_show_exact_price_bounds(
+async def test_partition_tables_show_exact_price_bounds_and_a_run_counts_its_unmappable_stones(
     dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
 ) -> None:
     run = await get_data(api, f"/runs/{natural_run['run_id']}")
@@ -628,6 +628,8 @@ async def test_partition_tables_show_exact_price_bounds(
     await dashboard.open(f"/runs/{run['run_id']}")
     ran = [price_bounds(p["min_price"], p["max_price"]) for p in run["partitions"]]
     await expect(page.locator("[data-testid=partitions] tbody td:nth-child(2)")).to_have_text(ran)
+    # The stones the run could not map are counted on its page, as the API counts them.
+    await expect(page.get_by_test_id("unmappable")).to_contain_text(f"{run['consolidation_errors']:,}")
     dashboard.check_console()
 
 

@@ -145,6 +145,8 @@ export function render(root, { params, session }) {
         card("partitions", `${run.completed_partitions}/${run.expected_partitions}${run.failed_partitions ? ` (${run.failed_partitions} failed)` : ""}`, "partition-counts"),
         card("throughput", rate === null ? "–" : `${fmt.int(Math.round(rate))} stones/s`, "throughput"),
         card("consolidated", fmt.int(run.consolidation_processed)),
+        // Stones the feed sent that could not be mapped: counted by the run, listed under Dead letters & errors.
+        card("unmappable stones", h("a", { href: "#/dead-letters" }, fmt.int(run.consolidation_errors)), "unmappable"),
         card("inserted / updated", `${fmt.int(run.diamonds_inserted)} / ${fmt.int(run.diamonds_updated)}`),
         card("unchanged / deleted", `${fmt.int(run.diamonds_unchanged)} / ${fmt.int(run.diamonds_deleted)}`),
       ),
