@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -708,6 +709,33 @@ async def test_recorded_errors_refused_for_a_bad_run_id_show_no_rows_of_the_prev
 
 
 # --- overview -----------------------------------------------------------------------------------
+async def test_overview_says_more_dead_letters_wait_than_the_one_page_it_counted(
+    dashboard: Dashboard, keys: Keys
+) -> None:
+    page = dashboard.page
+    letter = {
+        "queue": "work-items",
+        "reason": "PoisonMessage",
+        "description": "bad body",
+        "delivery_count": 1,
+        "dead_lettered_at": "2026-01-01T00:00:00Z",
+        "body": {},
+        "replayed_at": None,
+        "replay_message_id": None,
+    }
+
+    async def full_page(route: Route) -> None:
+        limit = int(parse_qs(urlsplit(route.request.url).query)["limit"][0])
+        rows = [{**letter, "id": i, "message_id": f"m-{i}"} for i in range(limit)]
+        await route.fulfill(json={"data": rows})
+
+    await page.route("**/api/v2/dead-letters?*", full_page)
+    await dashboard.sign_in(keys.admin, "/overview")
+    await expect(page.get_by_test_id("card-dead-letters")).to_contain_text("500+")
+    await expect(page.get_by_test_id("alerts")).to_contain_text("500+ dead letters waiting")
+    dashboard.check_console()
+
+
 async def test_overview_shows_the_catalogue_runs_watermarks_and_alerts(
     dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
 ) -> None:

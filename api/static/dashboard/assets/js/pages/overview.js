@@ -9,6 +9,8 @@ import { ACTIVE } from "../run-figures.js";
 export const title = "Overview";
 const REFRESH_MS = 10_000;
 const AVAILABILITIES = ["available", "on_hold", "sold", "unavailable"];
+// Dead letters are counted from one page of the list: a full page means there are more.
+const LETTERS_PAGE = 500;
 const STATUS_COLOURS = { completed: "#1f8a4c", failed: "#c53030", skipped: "#b7791f", cancelled: "#8a94a6", active: "#2b6cb0" };
 
 async function load() {
@@ -21,7 +23,7 @@ async function load() {
     get("/runs", { status: "stalled", limit: 20 }),
     get("/runs", { status: "failed", limit: 20 }),
     get("/runs", { status: "skipped", limit: 20 }),
-    get("/dead-letters", { limit: 500 }),
+    get("/dead-letters", { limit: LETTERS_PAGE }),
   ]);
   return {
     watermarks,
@@ -30,6 +32,7 @@ async function load() {
     recent: recent.data,
     alerts: [...stalled.data, ...failed.data, ...skipped.data],
     letters: letters.data,
+    lettersCapped: letters.data.length >= LETTERS_PAGE,
   };
 }
 
@@ -90,7 +93,10 @@ function runsByDay(runs) {
   return days;
 }
 
-function alertsList(alerts, letters) {
+/** "12", or "500+" when the page of dead letters was full. */
+const waitingText = (letters, capped) => `${fmt.int(letters.filter((l) => !l.replayed_at).length)}${capped ? "+" : ""}`;
+
+function alertsList(alerts, letters, capped) {
   const waiting = letters.filter((l) => !l.replayed_at);
   const seen = new Set();
   const items = alerts
@@ -101,7 +107,7 @@ function alertsList(alerts, letters) {
         ` ${run.feed} · ${fmt.ago(run.started_at)} · `, h("span", { class: "muted" }, run.status_reason ?? "")),
     );
   if (waiting.length) {
-    items.unshift(h("li", { "data-testid": "alert" }, badge("failed"), " ", h("a", { href: "#/dead-letters" }, `${waiting.length} dead letter${waiting.length > 1 ? "s" : ""} waiting`)));
+    items.unshift(h("li", { "data-testid": "alert" }, badge("failed"), " ", h("a", { href: "#/dead-letters" }, `${waitingText(letters, capped)} dead letter${waiting.length > 1 ? "s" : ""} waiting`)));
   }
   return items.length ? h("ul", { class: "stack", "data-testid": "alerts" }, items) : h("p", { class: "muted", "data-testid": "alerts" }, "Nothing needs attention.");
 }
@@ -126,7 +132,7 @@ export function render(root) {
           card("available", fmt.int(available), "card-available"),
           card("runs, last 7 days", fmt.int(data.recent.length), "card-runs"),
           card("active runs", fmt.int(active), "card-active"),
-          card("dead letters waiting", fmt.int(data.letters.filter((l) => !l.replayed_at).length), "card-dead-letters"),
+          card("dead letters waiting", waitingText(data.letters, data.lettersCapped), "card-dead-letters"),
         ),
         h("div", { class: "grid" },
           h("section", { class: "panel" }, h("h2", {}, "Catalogue by feed and availability"), catalogueTable(data.inventories)),
@@ -135,7 +141,7 @@ export function render(root) {
         h("div", { class: "grid" },
           h("section", { class: "panel" }, h("h2", {}, "Runs, last 7 days"), stackedBars(runsByDay(data.recent), STATUS_COLOURS),
             h("p", { class: "small muted" }, Object.entries(STATUS_COLOURS).map(([name, colour]) => [h("span", { style: { color: colour } }, "■"), ` ${name}  `]))),
-          h("section", { class: "panel" }, h("h2", {}, "Alerts"), alertsList(data.alerts, data.letters)),
+          h("section", { class: "panel" }, h("h2", {}, "Alerts"), alertsList(data.alerts, data.letters, data.lettersCapped)),
         ),
       );
     },
