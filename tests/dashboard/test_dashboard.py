@@ -625,6 +625,12 @@ async def test_partition_tables_show_exact_price_bounds_and_a_run_counts_its_unm
     page = dashboard.page
     await dashboard.sign_in(keys.admin, f"/heatmap?run={run['run_id']}")
     planned = [price_bounds(p["min"], p["max"]) for p in run["heatmap"]["partitions"]]
+    # Each chart is an image with a name that says what it shows.
+    await expect(page.get_by_test_id("heat-grid")).to_have_attribute(
+        "aria-label", re.compile(r"stones by price per carat")
+    )
+    density = page.get_by_test_id("density-chart")
+    await expect(density).to_have_attribute("aria-label", re.compile(f"{len(planned)} partitions"))
     await expect(page.locator("[data-testid=scan-partitions] tbody td:nth-child(2)")).to_have_text(planned)
     await dashboard.open(f"/runs/{run['run_id']}")
     ran = [price_bounds(p["min_price"], p["max_price"]) for p in run["partitions"]]
@@ -757,6 +763,7 @@ async def test_overview_shows_the_catalogue_runs_watermarks_and_alerts(
     runs_7d = await get_data(api, "/analytics/runs", days=7, limit=1000)
     await expect(page.get_by_test_id("card-runs")).to_contain_text(str(len(runs_7d)))
     await expect(page.get_by_test_id("bar-chart")).to_be_visible()
+    await expect(page.get_by_test_id("bar-chart")).to_have_attribute("aria-label", re.compile(r"\d+ completed"))
     await expect(page.get_by_test_id("alerts")).to_be_visible()
     await dashboard.screenshot("overview")
     dashboard.check_console()

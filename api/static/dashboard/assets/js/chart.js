@@ -48,7 +48,7 @@ export function densityChart(scan, { width = 960, height = 300 } = {}) {
   const partitions = (scan.partitions ?? []).map((p) => ({ ...p, min: Number(p.min), max: p.max === null ? null : Number(p.max) }));
   const filled = chunks.filter((c) => c.count > 0);
   const margin = { top: 34, right: 16, bottom: 34, left: 16 };
-  const root = svg("svg", { class: "chart density", viewBox: `0 0 ${width} ${height}`, role: "img", "data-testid": "density-chart" });
+  const root = svg("svg", { class: "chart density", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `stones per price-per-carat range, ${count(scan.total ?? 0)} in all, cut into ${partitions.length} partitions`, "data-testid": "density-chart" });
   if (filled.length === 0) {
     root.append(svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle" }, "no stones in this scan"));
     return root;
@@ -117,7 +117,7 @@ export function heatGrid(heatmap, { width = 960 } = {}) {
   const height = margin.top + bands.length * cellHeight + margin.bottom;
   const cellWidth = (width - margin.left - margin.right) / buckets.length;
   const peak = Math.max(1, ...cells.flat());
-  const root = svg("svg", { class: "chart heat", viewBox: `0 0 ${width} ${height}`, role: "img", "data-testid": "heat-grid" });
+  const root = svg("svg", { class: "chart heat", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${count(heatmap.total)} stones by price per carat and carat weight`, "data-testid": "heat-grid" });
   bands.forEach((band, row) => {
     const y = margin.top + (bands.length - 1 - row) * cellHeight;
     const label = band.max_carats === null ? `${band.min_carats}+ ct` : `${band.min_carats}–${band.max_carats} ct`;
@@ -148,7 +148,7 @@ export function stackedBars(series, colours, { width = 640, height = 180 } = {})
   const slot = (width - margin.left - margin.right) / Math.max(series.length, 1);
   const scale = (height - margin.top - margin.bottom) / peak;
   const baseline = height - margin.bottom;
-  const root = svg("svg", { class: "chart bars", viewBox: `0 0 ${width} ${height}`, role: "img", "data-testid": "bar-chart" });
+  const root = svg("svg", { class: "chart bars", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": series.map((s) => `${s.label}: ${Object.entries(s.parts).map(([name, value]) => `${value} ${name}`).join(", ") || "none"}`).join("; "), "data-testid": "bar-chart" });
   root.append(svg("line", { class: "axis", x1: margin.left, x2: width - margin.right, y1: baseline, y2: baseline }));
   root.append(svg("text", { x: margin.left - 6, y: margin.top + 8, "text-anchor": "end" }, peak));
   series.forEach((s, i) => {
