@@ -182,6 +182,27 @@ async def test_sign_in_refuses_a_bad_key_and_a_read_key_sees_why_admin_pages_ref
 
 
 # --- runs ---------------------------------------------------------------------------------------
+async def test_a_server_that_cannot_answer_at_start_keeps_the_key_for_another_try(
+    dashboard: Dashboard, keys: Keys
+) -> None:
+    page = dashboard.page
+    await dashboard.sign_in(keys.admin, "/overview")
+    dashboard.allow(r"status of 503 .*/api/v2/whoami")
+    outage = {"error": {"code": "unavailable", "message": "the API is starting", "details": None}}
+
+    async def starting(route: Route) -> None:
+        await route.fulfill(status=503, json=outage)
+
+    await page.route("**/api/v2/whoami", starting)
+    await page.reload()
+    await expect(page.get_by_test_id("error")).to_contain_text("the API is starting")
+    await page.unroute("**/api/v2/whoami", starting)
+    await page.get_by_test_id("try-again").click()
+    await expect(page.locator("#nav")).to_be_visible()
+    await expect(page.get_by_test_id("card-live")).to_be_visible()
+    dashboard.check_console()
+
+
 async def test_a_run_page_for_no_such_run_says_so_once_and_stops_asking(dashboard: Dashboard, keys: Keys) -> None:
     page = dashboard.page
     dashboard.allow(r"status of 404")

@@ -94,8 +94,17 @@ async function start() {
     const { data } = await get("/whoami", undefined, { key: storedKey() });
     session = { ...data, admin: data.scopes.includes("admin") };
   } catch (error) {
-    forgetKey();
-    showSignIn(error);
+    if (error.status === 401) {
+      forgetKey();
+      showSignIn(error);
+    } else {
+      // The server is down or restarting: the key was not refused, so it is kept for another try.
+      leavePage();
+      session = null;
+      showSignedIn(false);
+      fill(main, h("div", { class: "panel signin stack" }, errorNotice(error),
+        h("button", { type: "button", class: "primary", "data-testid": "try-again", onclick: start }, "Try again")));
+    }
     return;
   }
   showSignedIn(true);
