@@ -719,6 +719,27 @@ async def test_a_dead_letter_list_that_failed_once_drops_its_error_when_it_loads
     dashboard.check_console()
 
 
+async def test_a_full_page_of_recorded_errors_says_there_may_be_more(dashboard: Dashboard, keys: Keys) -> None:
+    page = dashboard.page
+    record = {
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "source": "consolidator",
+        "code": "unmappable",
+        "message": "no shape",
+    }
+
+    async def full_page(route: Route) -> None:
+        limit = int(parse_qs(urlsplit(route.request.url).query)["limit"][0])
+        await route.fulfill(json={"data": [{**record, "id": i} for i in range(limit)]})
+
+    await page.route("**/api/v2/errors?*", full_page)
+    await dashboard.sign_in(keys.admin, "/dead-letters")
+    rows = page.locator("[data-testid=errors] tbody tr[data-error]")
+    await expect(rows).to_have_count(200)
+    await expect(page.locator(".notice.info")).to_contain_text("Showing the newest 200 errors")
+    dashboard.check_console()
+
+
 async def test_recorded_errors_refused_for_a_bad_run_id_show_no_rows_of_the_previous_filter(
     dashboard: Dashboard, keys: Keys, api: httpx.AsyncClient, natural_run: dict[str, Any]
 ) -> None:

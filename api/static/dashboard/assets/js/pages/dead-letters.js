@@ -5,7 +5,12 @@ import { FEEDS, get, post } from "../api.js";
 import { badge, busy, choice, confirmAction, errorNotice, fill, fmt, h, notice } from "../dom.js";
 
 export const title = "Dead letters & errors";
+const LIST_LIMIT = 200;
 const SOURCES = ["scheduler", "worker", "consolidator", "fanin", "api", "bus"];
+
+/** A full page may not be all there is: say so rather than pass it off as the whole list. */
+const truncated = (rows, what) =>
+  rows.length >= LIST_LIMIT ? notice("info", `Showing the newest ${fmt.int(LIST_LIMIT)} ${what}; there may be more: narrow the filter.`) : "";
 
 const json = (value) => h("details", {}, h("summary", { class: "small" }, "show"), h("pre", { class: "body" }, JSON.stringify(value, null, 2)));
 
@@ -32,8 +37,8 @@ function deadLetters(session) {
   async function load() {
     const values = Object.fromEntries(new FormData(form));
     try {
-      const { data } = await get("/dead-letters", { queue: values.queue?.trim(), include_replayed: values.include_replayed ? "true" : undefined, limit: 200 });
-      status.replaceChildren();
+      const { data } = await get("/dead-letters", { queue: values.queue?.trim(), include_replayed: values.include_replayed ? "true" : undefined, limit: LIST_LIMIT });
+      status.replaceChildren(truncated(data, "dead letters"));
       fill(tbody, data.length ? null : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "No dead letters.")), data.map((letter) =>
         h("tr", { "data-letter": letter.id, "data-message": letter.message_id },
           h("td", { class: "num" }, letter.id),
@@ -70,8 +75,8 @@ function errorRecords() {
 
   async function load() {
     try {
-      const { data } = await get("/errors", { ...Object.fromEntries(new FormData(form)), limit: 200 });
-      status.replaceChildren();
+      const { data } = await get("/errors", { ...Object.fromEntries(new FormData(form)), limit: LIST_LIMIT });
+      status.replaceChildren(truncated(data, "errors"));
       fill(tbody, data.length ? null : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No errors recorded.")), data.map((record) =>
         h("tr", { "data-error": record.id },
           h("td", { class: "nowrap", title: record.occurred_at }, fmt.ago(record.occurred_at)),
