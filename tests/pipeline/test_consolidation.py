@@ -305,3 +305,36 @@ async def test_a_consolidation_that_stops_making_progress_is_requested_again_wit
             await sweep(host.container)
             cur = await conn.execute("SELECT count(*) FROM alerts WHERE kind = 'consolidation_failed'")
             assert await cur.fetchone() == (1,)
+
+
+async def statistics(pool: Pool) -> tuple[float, int]:
+    """The planner's row count for the catalogue (set by ANALYZE, or autovacuum), and the true one."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT c.reltuples, (SELECT count(*) FROM diamonds) FROM pg_class c WHERE c.oid = 'diamonds'::regclass"
+        )
+        estimated, live = await cur.fetchone() or (0.0, 0)
+    return float(estimated), int(live)
+
+
+async def test_a_large_consolidation_refreshes_the_catalogue_statistics(
+    db: Pool, database_url: str, tmp_path: Path, simulator: ThreadedSimulator
+) -> None:
+    async with pipeline(pipeline_settings(database_url, tmp_path, simulator.endpoint)) as host:
+        first = await run_feed(host, "full")
+        # The run is completed when its final transaction commits; the refresh follows it.
+        for _ in range(100):
+            estimated, live = await statistics(db)
+            if estimated == live:
+                break
+            await asyncio.sleep(0.1)
+    assert first.status == "completed"
+    assert live > 0
+    assert estimated == live, "searches are planned and counted from the loaded catalogue"
+
+
+def test_statistics_are_stale_after_a_tenth_of_the_table_changed() -> None:
+    assert consolidation.statistics_stale(5, -1.0), "a table never analysed"
+    assert consolidation.statistics_stale(101, 1000.0)
+    assert not consolidation.statistics_stale(100, 1000.0)
+    assert not consolidation.statistics_stale(0, 0.0)
