@@ -10,6 +10,7 @@ The stones' JSON is produced by PostgreSQL and joined here, not re-parsed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -97,6 +98,22 @@ def _respond(request: Request, page: Page, etag: str) -> Response:
     return Response(page.body, media_type="application/json", headers=headers)
 
 
+async def _versioned(
+    request: Request, container: Container, key: SearchRequest | UUID, body: Callable[[str], Awaitable[bytes]]
+) -> Response:
+    """The response for `key` at the current catalogue version: 304 when the client holds it, else
+    the kept page, else `body(version)`, kept for the next request."""
+    version = await request_version(container.pool, request)
+    etag = etag_for(version)
+    _check_not_modified(request, etag)
+    pages: PageCache = request.app.state.pages
+    page = pages.get((version, key))
+    if page is None:
+        page = Page.of(await body(version))
+        pages.put((version, key), page)
+    return _respond(request, page, etag)
+
+
 @router.get(
     "",
     summary="Search the live catalogue",
@@ -114,12 +131,8 @@ async def search_diamonds(
     Sorting puts stones without a value last and breaks ties by id. Page with `cursor`
     (`next_cursor` of the previous page) at any depth, or with `page` for the first pages."""
     query = parse_search(request.query_params.multi_items(), SORT_KEYS)
-    version = await request_version(container.pool, request)
-    etag = etag_for(version)
-    _check_not_modified(request, etag)
-    pages: PageCache = request.app.state.pages
-    page = pages.get((version, query))
-    if page is None:
+
+    async def body(version: str) -> bytes:
         async with container.pool.connection() as conn:
             cap = container.settings.api_search_count_limit
             result = await search(conn, query, cap, request.app.state.counts, version)
@@ -131,11 +144,9 @@ async def search_diamonds(
             "total": result.total,
             "total_estimated": result.estimated,
         }
-        page = Page.of(
-            b'{"data":[' + ",".join(result.docs).encode() + b'],"pagination":' + orjson.dumps(pagination) + b"}"
-        )
-        pages.put((version, query), page)
-    return _respond(request, page, etag)
+        return b'{"data":[' + ",".join(result.docs).encode() + b'],"pagination":' + orjson.dumps(pagination) + b"}"
+
+    return await _versioned(request, container, query, body)
 
 
 @router.get(
@@ -151,16 +162,11 @@ async def get_one(
     _: Principal = Depends(require_read),
     container: Container = Depends(get_container),
 ) -> Response:
-    version = await request_version(container.pool, request)
-    etag = etag_for(version)
-    _check_not_modified(request, etag)
-    pages: PageCache = request.app.state.pages
-    page = pages.get((version, diamond_id))
-    if page is None:
+    async def body(_: str) -> bytes:
         async with container.pool.connection() as conn:
             doc = await get_diamond(conn, diamond_id)
         if doc is None:
             raise NotFoundError(f"no live diamond {diamond_id}")
-        page = Page.of(b'{"data":' + doc.encode() + b"}")
-        pages.put((version, diamond_id), page)
-    return _respond(request, page, etag)
+        return b'{"data":' + doc.encode() + b"}"
+
+    return await _versioned(request, container, diamond_id, body)
