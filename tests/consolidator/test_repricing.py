@@ -135,22 +135,27 @@ async def test_a_run_under_unchanged_rules_reprices_nothing_after_merging(db: Po
         assert await cur.fetchone() == (0,)
 
 
+def fail_the_second_batch(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """The job's second batch raises `error` (its process died, a statement timed out, ...)."""
+    real_batch = repricing._reprice_batch
+    calls = 0
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise error
+        return await real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(repricing, "_reprice_batch", failing)
+
+
 async def test_a_job_killed_mid_way_resumes_and_reprices_each_stone_once(
     db: Pool, container: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await consolidated(db, container, [100_000, 200_000, 300_000, 400_000, 500_000])
     job_id = await change_rules(db, NATURAL_X2)
-    real_batch = repricing._reprice_batch
-    calls = 0
-
-    async def killed_on_the_second_batch(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise ConnectionError("the runner's process died")
-        return await real_batch(*args, **kwargs)
-
-    monkeypatch.setattr(repricing, "_reprice_batch", killed_on_the_second_batch)
+    fail_the_second_batch(monkeypatch, ConnectionError("the runner's process died"))
     with pytest.raises(ConnectionError):
         await run_job(db, job_id, batch_size=2)
     monkeypatch.undo()
@@ -184,17 +189,7 @@ async def test_a_failed_job_is_resumed_while_its_rules_are_current(
 ) -> None:
     await consolidated(db, container, [100_000, 200_000, 300_000, 400_000, 500_000])
     job_id = await change_rules(db, NATURAL_X2)
-    real_batch = repricing._reprice_batch
-    calls = 0
-
-    async def timing_out_on_the_second_batch(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
-        return await real_batch(*args, **kwargs)
-
-    monkeypatch.setattr(repricing, "_reprice_batch", timing_out_on_the_second_batch)
+    fail_the_second_batch(monkeypatch, psycopg.errors.QueryCanceled("canceling statement due to statement timeout"))
     job = await run_job(db, job_id, batch_size=2)
     monkeypatch.undo()
     assert (job.status, job.processed) == ("failed", 2)
