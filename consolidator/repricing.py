@@ -33,6 +33,7 @@ from psycopg.rows import class_row
 
 from consolidator.pricing import PriceOutcome, PricingInput, RuleSet, price
 from consolidator.rules_store import held_latest_ruleset, newest_version, ruleset_version
+from shared.alerts import Alert, record_alert
 from shared.db.pool import Pool
 from shared.errors import ConflictError, NotFoundError
 from shared.runs import Conn
@@ -292,10 +293,22 @@ async def run_job(pool: Pool, job_id: int, *, batch_size: int = BATCH_SIZE) -> R
             )
         except (psycopg.Error, LookupError, ValueError) as exc:
             log.exception("repricing job %s failed", job_id)
-            await conn.execute(
-                "UPDATE repricing_jobs SET status = 'failed', error = %s, completed_at = now() WHERE id = %s",
-                (str(exc)[:1000] or type(exc).__name__, job_id),
-            )
+            error = str(exc)[:1000] or type(exc).__name__
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE repricing_jobs SET status = 'failed', error = %s, completed_at = now() WHERE id = %s",
+                    (error, job_id),
+                )
+                await record_alert(
+                    conn,
+                    Alert(
+                        "repricing_failed",
+                        "critical",
+                        f"Repricing job {job_id} failed",
+                        f"{error}. The catalogue is partly repriced: resume the job "
+                        f"(POST /api/v2/pricing/jobs/{job_id}/resume) while its rules are current.",
+                    ),
+                )
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_NAMESPACE, job_id))
         return await load_job(conn, job_id)

@@ -29,6 +29,7 @@ AlertKind = Literal[
     "mapping_errors",
     "dead_letter",
     "consolidation_failed",
+    "repricing_failed",
 ]
 Severity = Literal["info", "warning", "critical"]
 _EMOJI = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}

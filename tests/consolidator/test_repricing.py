@@ -194,6 +194,12 @@ async def test_a_failed_job_is_resumed_while_its_rules_are_current(
     monkeypatch.undo()
     assert (job.status, job.processed) == ("failed", 2)
     assert len(await stale_stones(db)) == 3, "the catalogue is left half repriced"
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT kind, severity, title, message FROM alerts")
+        [(kind, severity, title, message)] = await cur.fetchall()
+    assert (kind, severity, title) == ("repricing_failed", "critical", f"Repricing job {job_id} failed")
+    assert "statement timeout" in message
+    assert f"/api/v2/pricing/jobs/{job_id}/resume" in message
 
     async with db.connection() as conn:
         assert (await resumable_job(conn, job_id)).status == "running"
