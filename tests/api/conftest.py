@@ -73,6 +73,16 @@ def serve(settings: Settings, database_url: str) -> Iterator[ServedApi]:
         thread.join(timeout=30)
 
 
+@contextmanager
+def served_client(
+    settings: Settings, database_url: str, *, name: str, scope: str
+) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
+    """The app served with `settings`, a client of it, and the headers of a new key `name` of `scope`."""
+    with serve(settings, database_url) as served, httpx.Client(base_url=served.url, timeout=60) as client:
+        key = served.call(create_key(served.container.pool, name=name, scopes=[scope])).key
+        yield client, {"X-API-Key": key}
+
+
 # HMAC clients of the served API: `ops` has read and admin, `shop` read only (the ":read" rule).
 HMAC_SECRETS = {"ops": "ops-secret", "shop:read": "shop-secret"}
 

@@ -12,7 +12,7 @@ import pytest
 
 from shared.settings import Settings
 from tests.api.catalogue import bump_version, insert, stone
-from tests.api.conftest import Keys, serve
+from tests.api.conftest import Keys, served_client
 from tests.conftest import make_settings
 
 
@@ -192,14 +192,9 @@ def test_the_count_is_bounded_and_flagged_estimated(
 ) -> None:
     insert(sync_db, [stone() for _ in range(130)])
     settings: Settings = make_settings(database_url, tmp_path, api_search_count_limit=100)
-    with serve(settings, database_url) as served, httpx.Client(base_url=served.url) as client:
-        from api.keys import create_key
-
-        key = served.call(create_key(served.container.pool, name="count", scopes=["read"])).key
-        capped = client.get("/api/v2/diamonds", params={"limit": 5}, headers={"X-API-Key": key}).json()
-        exact = client.get(
-            "/api/v2/diamonds", params={"limit": 5, "lab_grown": "true"}, headers={"X-API-Key": key}
-        ).json()
+    with served_client(settings, database_url, name="count", scope="read") as (client, headers):
+        capped = client.get("/api/v2/diamonds", params={"limit": 5}, headers=headers).json()
+        exact = client.get("/api/v2/diamonds", params={"limit": 5, "lab_grown": "true"}, headers=headers).json()
     # 101 were counted: more than the limit, so the total is an estimate that cannot be below that.
     assert capped["pagination"]["total"] >= 101
     assert capped["pagination"]["total_estimated"] is True
@@ -274,10 +269,7 @@ def test_without_a_page_cache_every_search_runs(
 ) -> None:
     insert(sync_db, [stone() for _ in range(3)])
     settings: Settings = make_settings(database_url, tmp_path, api_page_cache_mb=0)
-    with serve(settings, database_url) as served, httpx.Client(base_url=served.url) as client:
-        from api.keys import create_key
-
-        headers = {"X-API-Key": served.call(create_key(served.container.pool, name="nocache", scopes=["read"])).key}
+    with served_client(settings, database_url, name="nocache", scope="read") as (client, headers):
         before = client.get("/api/v2/diamonds", headers=headers).json()["pagination"]["total"]
         sync_db.execute(
             "UPDATE diamonds SET status = 'deleted', deleted_at = now() WHERE id IN (SELECT id FROM diamonds LIMIT 1)"

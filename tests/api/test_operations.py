@@ -18,7 +18,7 @@ from feedsim.embed import ThreadedSimulator, start_in_thread
 from feedsim.simulator import InventorySpec
 from shared.settings import Settings
 from tests.api.catalogue import insert, stone
-from tests.api.conftest import Keys, serve
+from tests.api.conftest import Keys, served_client
 from tests.conftest import make_settings
 
 NOW = datetime.now(UTC)
@@ -204,13 +204,8 @@ def test_start_run_plans_partitions_and_sends_work(
         nivoda_rate_limit_per_s=10_000,
         min_records_per_worker=50,
     )
-    with serve(settings, database_url) as served, httpx.Client(base_url=served.url, timeout=60) as client:
-        from api.keys import create_key
-
-        key = served.call(create_key(served.container.pool, name="ops", scopes=["admin"])).key
-        response = client.post(
-            "/api/v2/runs", json={"feed": "nivoda-natural", "run_type": "full"}, headers={"X-API-Key": key}
-        )
+    with served_client(settings, database_url, name="ops", scope="admin") as (client, headers):
+        response = client.post("/api/v2/runs", json={"feed": "nivoda-natural", "run_type": "full"}, headers=headers)
     assert response.status_code == 202, response.text
     run = response.json()["data"]
     assert (run["feed"], run["run_type"], run["state"], run["requested_by"]) == (
