@@ -1,4 +1,4 @@
-"""Azure Functions: the work-done trigger, the fan-in orchestration and its activities."""
+"""Azure Functions: the work-done trigger, the fan-in orchestration, its activities and its watchdog."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from shared.settings import get_settings
 
 bp = df.Blueprint()
 _settings = get_settings()
+# How soon a run whose orchestration stopped, or that a crash left planned, is picked up again: the
+# scheduler's tick does it too, but only every few hours.
+WATCHDOG_SCHEDULE = "0 */5 * * * *"
 
 
 @bp.function_name("fanin_work_done")
@@ -66,3 +69,12 @@ async def fanin_finish(run_id: str, client: df.DurableOrchestrationClient) -> di
     """The run ended: the next feed of the chain starts here (its orchestration needs this client)."""
     with observability.invocation(orchestrator.FINISH, run_id=run_id), durable_client(client):
         return await orchestrator.finish_run(await runtime.get(), run_id)
+
+
+@bp.function_name("fanin_watchdog")
+@bp.timer_trigger(arg_name="timer", schedule=WATCHDOG_SCHEDULE, run_on_startup=False, use_monitor=False)
+@bp.durable_client_input(client_name="client")
+async def fanin_watchdog(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    """Recover the active runs (see `orchestrator.recover_active_runs`)."""
+    with observability.invocation("fanin_watchdog"), durable_client(client):
+        await orchestrator.recover_active_runs(await runtime.get())

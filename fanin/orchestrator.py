@@ -442,12 +442,10 @@ async def adopt_orphaned_runs(container: Container, run_ids: Sequence[UUID]) -> 
             await container.fanin.start(run)
 
 
-async def start_chain(
-    container: Container, feeds: Sequence[str], *, requested_by: str = "schedule"
-) -> RunStarted | None:
-    """Start the first of `feeds` that has something to fetch, unless a run of the chain is active
-    (feeds run one after the other: concurrent runs trip the vendor's WAF); an active run whose
-    orchestration stopped gets a new one."""
+async def recover_active_runs(container: Container) -> list[tuple[str, UUID]]:
+    """Launch the runs a dead process left planned, start a new orchestration for each ingesting or
+    consolidating run whose own stopped, and return the active runs of the configured feeds as
+    (feed, run id)."""
     await launch_abandoned_runs(container)
     async with container.pool.connection() as conn:
         cur = await conn.execute(
@@ -455,9 +453,19 @@ async def start_chain(
                WHERE feed = ANY(%s) AND status IN ('planned', 'ingesting', 'consolidating')""",
             (list(container.settings.feeds),),
         )
-        active = await cur.fetchall()
+        active: list[tuple[str, UUID]] = await cur.fetchall()
+    await adopt_orphaned_runs(container, [run_id for _, run_id in active])
+    return active
+
+
+async def start_chain(
+    container: Container, feeds: Sequence[str], *, requested_by: str = "schedule"
+) -> RunStarted | None:
+    """Start the first of `feeds` that has something to fetch, unless a run of the chain is active
+    (feeds run one after the other: concurrent runs trip the vendor's WAF); active runs are recovered
+    first (`recover_active_runs`)."""
+    active = await recover_active_runs(container)
     if active:
-        await adopt_orphaned_runs(container, [run_id for _, run_id in active])
         log.info("not starting %s: run %s of %s is still active", ", ".join(feeds), active[0][1], active[0][0])
         return None
     for feed in feeds:

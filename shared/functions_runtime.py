@@ -12,6 +12,7 @@ on, the app serves only `misconfigured_app` (see function_app.py).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -33,6 +34,10 @@ from shared.settings import Settings, SettingsError, get_settings
 FUNCTIONS_HOST_VARIABLE = "FUNCTIONS_WORKER_RUNTIME"
 AZURE_VARIABLE = "WEBSITE_INSTANCE_ID"
 MISCONFIGURED = "Diamond Opus cannot start"
+# host.json names the Durable task hub `%DURABLE_HUB_NAME%`: apps and deployment slots sharing a storage
+# account must each have their own, and Azure Storage allows only these names.
+HUB_NAME_SETTING = "DURABLE_HUB_NAME"
+_HUB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,44}")
 
 
 def functions_settings(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -40,9 +45,9 @@ def functions_settings(environ: Mapping[str, str] = os.environ) -> Settings:
 
     Under the Functions host the triggers are Service Bus triggers and all processes and instances
     share one database, so BUS_BACKEND=servicebus (the local bus would keep messages no trigger
-    reads), its connection and DATABASE_URL (each process would start an embedded PostgreSQL of its
-    own) are required; in Azure, OPUS_RUNTIME=azure too. Imported elsewhere (tests, tools), only the
-    settings' own checks apply.
+    reads), its connection, DATABASE_URL (each process would start an embedded PostgreSQL of its
+    own) and the task hub's name are required; in Azure, OPUS_RUNTIME=azure too. Imported elsewhere
+    (tests, tools), only the settings' own checks apply.
     """
     settings = get_settings()
     if FUNCTIONS_HOST_VARIABLE not in environ and AZURE_VARIABLE not in environ:
@@ -57,6 +62,11 @@ def functions_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         )
     if settings.database_url is None:
         problems.append("DATABASE_URL is required (an embedded PostgreSQL cannot serve a Functions app)")
+    if not _HUB_NAME.fullmatch(environ.get(HUB_NAME_SETTING, "")):
+        problems.append(
+            f"{HUB_NAME_SETTING} must name the Durable task hub: 3-45 letters and digits, starting with a letter, "
+            "distinct for each app and slot sharing the storage account"
+        )
     if AZURE_VARIABLE in environ and settings.opus_runtime != "azure":
         problems.append("OPUS_RUNTIME must be 'azure' in Azure")
     if problems:

@@ -185,6 +185,9 @@ class FunctionsHarness:
     async def tick(self) -> None:
         await user_function("scheduler_timer")(timer=TimerRequest(past_due=False), client=self.client_binding)
 
+    async def watchdog(self) -> None:
+        await user_function("fanin_watchdog")(timer=TimerRequest(past_due=False), client=self.client_binding)
+
     async def drain(self, max_messages: int = 100_000) -> None:
         """Deliver what was sent, in order, and let the orchestrations react, until nothing is left."""
         for _ in range(max_messages):

@@ -27,6 +27,7 @@ GOOD = {
     "ServiceBusConnection": CONNECTION,
     "DATABASE_URL": "postgresql://opus:opus@127.0.0.1:1/opus",
     "NIVODA_ENDPOINT": "http://127.0.0.1:1/api/diamonds",
+    "DURABLE_HUB_NAME": "DiamondOpusTest",
 }
 # Index as the worker does, then ask the HTTP function for /api/health.
 PROBE = """
@@ -76,6 +77,8 @@ def index(settings: Mapping[str, str | None]) -> tuple[dict[str, Any], list[str]
         ({"DB_POOL_MAX_SIZE": "ten"}, "DB_POOL_MAX_SIZE"),
         ({"OPUS_RUNTIME": "local", "WEBSITE_INSTANCE_ID": "abc"}, "OPUS_RUNTIME"),
         ({"FUNCTIONS_WORKER_RUNTIME": None, "WEBSITE_INSTANCE_ID": "abc", "BUS_BACKEND": "local"}, "BUS_BACKEND"),
+        ({"DURABLE_HUB_NAME": None}, "DURABLE_HUB_NAME"),
+        ({"DURABLE_HUB_NAME": "diamond-opus-staging"}, "DURABLE_HUB_NAME"),
     ],
     ids=[
         "bad-cron",
@@ -86,6 +89,8 @@ def index(settings: Mapping[str, str | None]) -> tuple[dict[str, Any], list[str]
         "malformed",
         "local-in-azure",
         "flex-consumption",
+        "no-hub-name",
+        "bad-hub-name",
     ],
 )
 def test_bad_settings_are_one_log_line_and_a_503_not_an_import_error(change: dict[str, str | None], named: str) -> None:
@@ -102,7 +107,7 @@ def test_bad_settings_are_one_log_line_and_a_503_not_an_import_error(change: dic
 
 def test_good_settings_index_every_function() -> None:
     outcome, logged = index(GOOD)
-    assert len(outcome["functions"]) == 14
+    assert len(outcome["functions"]) == 15
     assert "scheduler_timer" in outcome["functions"]
     assert logged == []
 
@@ -110,5 +115,5 @@ def test_good_settings_index_every_function() -> None:
 def test_the_example_settings_for_func_start_index_every_function() -> None:
     example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
     outcome, logged = index(example)
-    assert len(outcome["functions"]) == 14
+    assert len(outcome["functions"]) == 15
     assert logged == []

@@ -144,7 +144,16 @@ async def test_the_timer_starts_the_orchestration_before_the_first_work_item(har
     assert len(sent) == run.expected_partitions
 
 
-async def test_the_timer_launches_a_run_a_dead_process_left_planned(harness: FunctionsHarness) -> None:
+# The scheduler's tick recovers runs, and so does the watchdog, which does not wait hours for the next tick.
+RECOVERING_TIMERS = ["scheduler_timer", "fanin_watchdog"]
+
+
+async def fire(harness: FunctionsHarness, timer: str) -> None:
+    await (harness.tick() if timer == "scheduler_timer" else harness.watchdog())
+
+
+@pytest.mark.parametrize("timer", RECOVERING_TIMERS)
+async def test_the_timers_launch_a_run_a_dead_process_left_planned(harness: FunctionsHarness, timer: str) -> None:
     await harness.tick()
     first = harness.servicebus.take()
     run_id = json.loads(first[0].body)["run_id"]
@@ -152,7 +161,7 @@ async def test_the_timer_launches_a_run_a_dead_process_left_planned(harness: Fun
     del harness.engine.instances[run_id]
     async with harness.container.pool.connection() as conn:
         await conn.execute("UPDATE run_metadata SET status = 'planned', updated_at = now() - interval '3 minutes'")
-    await harness.tick()
+    await fire(harness, timer)
     again = harness.servicebus.take()
     assert run_id in harness.engine.instances
     assert {s.message.message_id for s in again} == {s.message.message_id for s in first}
@@ -284,8 +293,9 @@ async def test_a_body_postgresql_cannot_hold_as_it_is_is_still_recorded(
         assert await cur.fetchone() == ({"run_id": "r\ufffd"},)
 
 
-async def test_the_timer_restarts_the_orchestration_of_a_run_whose_fan_in_gave_up(
-    db: Pool, harness: FunctionsHarness, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("timer", RECOVERING_TIMERS)
+async def test_the_timers_restart_the_orchestration_of_a_run_whose_fan_in_gave_up(
+    db: Pool, harness: FunctionsHarness, monkeypatch: pytest.MonkeyPatch, timer: str
 ) -> None:
     """Every partition reported while the database refused the decision: the orchestration failed after
     its activity retries, and with no report left to come, the run stayed ingesting (its feed blocked)."""
@@ -305,7 +315,7 @@ async def test_the_timer_restarts_the_orchestration_of_a_run_whose_fan_in_gave_u
     instance = harness.engine.instances[run_id]
     assert instance.runtime_status == "Failed", "the orchestration ran out of activity retries"
     monkeypatch.setattr(orchestrator, "apply_run_decision", applied)  # the database is back
-    await harness.tick()
+    await fire(harness, timer)
     await harness.drain()
     async with db.connection() as conn:
         run = await load_run(conn, uuid.UUID(run_id))

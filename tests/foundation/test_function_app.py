@@ -38,6 +38,7 @@ def test_exactly_the_expected_functions_are_indexed() -> None:
         "fanin_apply",
         "fanin_resend_consolidation",
         "fanin_finish",
+        "fanin_watchdog",
         "consolidator_consolidate",
         "deadletters_work_items",
         "deadletters_work_done",
@@ -74,7 +75,7 @@ def test_queue_triggers_listen_where_the_bus_sends() -> None:
 def test_timers_have_six_field_schedules_and_never_run_on_startup() -> None:
     timer = trigger("scheduler_timer")
     assert timer["schedule"] == get_settings().schedule_cron
-    for name in ("scheduler_timer", "alerts_deliver"):
+    for name in ("scheduler_timer", "alerts_deliver", "fanin_watchdog"):
         binding = trigger(name)
         assert len(binding["schedule"].split()) == 6, binding
         assert binding["runOnStartup"] is False
@@ -88,7 +89,14 @@ def test_durable_functions_are_bound_as_the_fan_in_expects() -> None:
         assert binding["type"] == "activityTrigger"
         assert binding["activity"] == name
     # Whatever starts a run or raises an event gets a Durable client.
-    for name in ("scheduler_timer", "fanin_work_done", "consolidator_consolidate", "fanin_finish", "http_app_func"):
+    for name in (
+        "scheduler_timer",
+        "fanin_work_done",
+        "consolidator_consolidate",
+        "fanin_finish",
+        "fanin_watchdog",
+        "http_app_func",
+    ):
         assert "durableClient" in binding_types(name), name
 
 
@@ -119,4 +127,5 @@ def test_settings_files_and_the_emulator_agree_with_what_the_code_reads() -> Non
         assert 1 <= properties["MaxDeliveryCount"] <= 10
     host = json.loads((ROOT / "host.json").read_text())
     assert host["extensionBundle"]["version"] == "[4.*, 5.0.0)"
-    assert host["extensions"]["durableTask"]["hubName"]
+    assert host["extensions"]["durableTask"]["hubName"] == "%DURABLE_HUB_NAME%", "one hub per app and slot"
+    assert example["DURABLE_HUB_NAME"]
