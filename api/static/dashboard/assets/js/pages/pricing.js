@@ -1,5 +1,6 @@
 // Pricing rules: table, create / edit / deactivate with the API's validation messages shown on
-// their fields, the impact previewed before saving, and repricing jobs with progress and revert.
+// their fields, the impact previewed before saving, and repricing jobs with progress, revert and
+// (a failed one) resume.
 
 import { FEEDS, del, get, openapi, post, put } from "../api.js";
 import { badge, busy, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress } from "../dom.js";
@@ -217,9 +218,12 @@ export async function render(root) {
     return version;
   }
 
-  async function loadJobs() {
-    const { data } = await get("/pricing/jobs", { limit: 20 });
-    fill(jobsBody, data.length ? null : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No repricing jobs yet.")), data.map((job) => {
+  /** Failed jobs whose resume request is in flight: their button stays disabled across re-renders. */
+  const resuming = new Set();
+  let jobs = [];
+
+  function jobAction(job) {
+    if (job.status === "completed" && !job.reverted_at) {
       const revertButton = h("button", { type: "button", class: "small", "data-testid": "revert", onclick: async () => {
         if (!(await confirmAction("Revert repricing", `Restore the rules that job ${job.id} replaced and reprice the catalogue back?`, "Revert"))) return;
         await busy(revertButton, status, async () => {
@@ -229,7 +233,36 @@ export async function render(root) {
           watchJobs();
         });
       } }, "Revert");
-      return h("tr", { "data-job": job.id, "data-status": job.status },
+      return revertButton;
+    }
+    if (job.status === "failed") {
+      const inFlight = resuming.has(job.id);
+      return h("button", { type: "button", class: "small", "data-testid": "resume", "aria-label": `Resume repricing job ${job.id}`,
+        disabled: inFlight, "aria-busy": inFlight ? "true" : null, onclick: () => resume(job) }, inFlight ? "Resuming…" : "Resume");
+    }
+    return null;
+  }
+
+  /** Continue a failed job from its last committed batch; the API refuses (409) once the rules changed since. */
+  async function resume(job) {
+    const question = `Continue job ${job.id} from its last committed batch (${fmt.int(job.processed)} of ${fmt.int(job.total)} stones done)? It reprices the rest of the catalogue to rule version ${job.to_version}.`;
+    if (!(await confirmAction("Resume repricing", question, "Resume", false))) return;
+    resuming.add(job.id);
+    renderJobs();
+    try {
+      await post(`/pricing/jobs/${job.id}/resume`);
+      status.replaceChildren(notice("ok", `Job ${job.id} resumed; its progress is below.`));
+    } catch (error) {
+      status.replaceChildren(notice("error", [h("strong", {}, `Job ${job.id} not resumed: `), error.message]));
+    } finally {
+      resuming.delete(job.id);
+      watchJobs();
+    }
+  }
+
+  function renderJobs() {
+    fill(jobsBody, jobs.length ? null : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No repricing jobs yet.")), jobs.map((job) =>
+      h("tr", { "data-job": job.id, "data-status": job.status },
         h("td", { class: "num" }, job.id),
         h("td", {}, badge(job.reverted_at ? "reverted" : job.status)),
         h("td", {}, job.reason),
@@ -237,10 +270,14 @@ export async function render(root) {
         h("td", { class: "num" }, fmt.int(job.changed)),
         h("td", { class: "num" }, fmt.money(job.price_delta)),
         h("td", { class: "nowrap" }, fmt.ago(job.created_at)),
-        h("td", {}, job.status === "completed" && !job.reverted_at ? revertButton : null, job.error ? h("div", { class: "error-text" }, job.error) : null),
-      );
-    }));
-    return data.some((job) => job.status === "pending" || job.status === "running") ? JOB_LIVE_MS : JOB_IDLE_MS;
+        h("td", {}, jobAction(job), job.error ? h("div", { class: "error-text" }, job.error) : null),
+      )));
+  }
+
+  async function loadJobs() {
+    ({ data: jobs } = await get("/pricing/jobs", { limit: 20 }));
+    renderJobs();
+    return jobs.some((job) => job.status === "pending" || job.status === "running") ? JOB_LIVE_MS : JOB_IDLE_MS;
   }
 
   function watchJobs() {
