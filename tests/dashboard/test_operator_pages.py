@@ -129,3 +129,30 @@ async def test_a_failed_repricing_job_is_resumed_from_the_pricing_page(
     assert (resumed["status"], resumed["changed"], resumed["error"]) == ("completed", 2, None)
     await dashboard.screenshot("pricing-resumed")
     dashboard.check_console()
+
+
+# --- heatmap: what the live catalogue's grid counts ---------------------------------------------------
+async def test_the_heatmap_names_the_stones_it_counts(dashboard: Dashboard, admin_key: str, database_url: str) -> None:
+    stones = [
+        *(stone(availability="available") for _ in range(3)),
+        *(stone(availability="sold") for _ in range(2)),
+        stone(availability="sold", lab_grown=True),
+        stone(availability="sold", status="deleted"),
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        insert(conn, stones)
+    page = dashboard.page
+    await dashboard.sign_in(admin_key, "/heatmap")
+    total = page.get_by_test_id("heat-total")
+    grid = page.get_by_test_id("heat-grid")
+    await expect(total).to_have_text("6 live stones")
+    await expect(grid).to_have_attribute("aria-label", "6 live stones by price per carat and carat weight")
+    filters = page.locator("section form.filters").first
+    await filters.locator("select[name=availability]").select_option("sold")
+    await expect(total).to_have_text("3 sold stones")
+    await expect(grid).to_have_attribute("aria-label", "3 sold stones by price per carat and carat weight")
+    await filters.locator("select[name=feed]").select_option("nivoda-natural")
+    await expect(total).to_have_text("2 sold stones from nivoda-natural")
+    await filters.locator("select[name=availability]").select_option("on_hold")
+    await expect(total).to_have_text("0 on hold stones from nivoda-natural")
+    dashboard.check_console()

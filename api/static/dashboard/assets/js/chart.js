@@ -109,15 +109,18 @@ export function densityChart(scan, { width = 960, height = 300 } = {}) {
   return root;
 }
 
-/** The catalogue's stones per (price-per-carat bucket, carat band), shaded by log count. */
-export function heatGrid(heatmap, { width = 960 } = {}) {
+/**
+ * The catalogue's stones per (price-per-carat bucket, carat band), shaded by log count; `what`
+ * names the stones counted (the filters applied), for the chart's accessible name.
+ */
+export function heatGrid(heatmap, { width = 960, what = "stones" } = {}) {
   const { buckets, carat_bands: bands, cells } = heatmap;
   const margin = { top: 8, right: 8, bottom: 40, left: 74 };
   const cellHeight = 26;
   const height = margin.top + bands.length * cellHeight + margin.bottom;
   const cellWidth = (width - margin.left - margin.right) / buckets.length;
   const peak = Math.max(1, ...cells.flat());
-  const root = svg("svg", { class: "chart heat", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${count(heatmap.total)} stones by price per carat and carat weight`, "data-testid": "heat-grid" });
+  const root = svg("svg", { class: "chart heat", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${count(heatmap.total)} ${what} by price per carat and carat weight`, "data-testid": "heat-grid" });
   bands.forEach((band, row) => {
     const y = margin.top + (bands.length - 1 - row) * cellHeight;
     const label = band.max_carats === null ? `${band.min_carats}+ ct` : `${band.min_carats}–${band.max_carats} ct`;

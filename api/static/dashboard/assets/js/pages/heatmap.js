@@ -26,6 +26,15 @@ function scanFacts(scan) {
     scan.updated_to ? ` · ${scan.run_type} window ${fmt.date(scan.updated_from)} → ${fmt.date(scan.updated_to)}` : "");
 }
 
+/**
+ * What the live-catalogue heatmap counts, from its filters: "live stones" only unfiltered; a
+ * chosen availability or feed is named ("sold stones from nivoda-natural").
+ */
+function counted({ availability, feed }) {
+  const which = availability ? `${availability.replace("_", " ")} stones` : "live stones";
+  return feed ? `${which} from ${feed}` : which;
+}
+
 function catalogueSection() {
   const out = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const form = h("form", { class: "filters", onchange: () => load() },
@@ -33,8 +42,10 @@ function catalogueSection() {
     choice("availability", "availability", ["available", "on_hold", "sold", "unavailable"], { any: "any" }));
   async function load() {
     try {
-      const heatmap = await get("/analytics/price-per-carat", Object.fromEntries(new FormData(form)));
-      fill(out, h("p", { class: "small muted" }, `${fmt.int(heatmap.total)} live stones`), heatGrid(heatmap));
+      const filters = Object.fromEntries(new FormData(form));
+      const heatmap = await get("/analytics/price-per-carat", filters);
+      const what = counted(filters);
+      fill(out, h("p", { class: "small muted", "data-testid": "heat-total" }, `${fmt.int(heatmap.total)} ${what}`), heatGrid(heatmap, { what }));
     } catch (error) {
       fill(out, errorNotice(error));
     }
