@@ -146,17 +146,13 @@ class EmbeddedPostgres:
 
     def _initdb(self) -> None:
         log.info("initialising embedded PostgreSQL in %s", self.pgdata)
-        result = self._exec(
-            "initdb",
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C.UTF-8",
-            "-U",
-            SUPERUSER,
-            "-D",
-            str(self.pgdata),
-            timeout=120,
-        )
+        command = ("initdb", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", SUPERUSER, "-D")
+        result = self._exec(*command, str(self.pgdata), timeout=120)
+        if result.returncode != 0:
+            # Seen on a machine saturated by other servers: a bootstrap backend aborted (SIGABRT) while
+            # creating template0. initdb empties the directory when it fails, so it can simply go again.
+            log.warning("initdb failed (%s); trying once more", result.stderr.strip()[-200:])
+            result = self._exec(*command, str(self.pgdata), timeout=120)
         if result.returncode != 0:
             raise EmbeddedPostgresError(f"initdb failed in {self.pgdata}: {result.stderr.strip()[-500:]}")
         settings = {**SERVER_SETTINGS, **(self.extra_settings or {})}
