@@ -4,7 +4,9 @@ Arrays travel as binary parameters (`%b`): in text format psycopg escapes every 
 JSON payloads with a regular expression, which cost more CPU than everything else on a page.
 
 An item whose payload hash is unchanged leaves its row untouched and does not become pending;
-every item is recorded as seen by the run (the set a full run's soft delete trusts).
+every item is recorded as seen by the run (the set a full run's soft delete trusts). An item that
+cannot be stored as the feed sent it (a number no double holds, see `shared.feed.numbers`) is
+refused and recorded, not stored altered.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from uuid import UUID
 
 import orjson
 
+from shared.feed.numbers import unrepresentable_in
 from shared.runs import Conn
 
 # Nivoda's ids are UUIDs. A longer "id" is a feed error, and one beyond ~2.7 KB would not even fit
@@ -37,14 +40,17 @@ class RawItem:
 class RawReject:
     """An item of a page that is not stored as given: `code` and `reason` for its error record."""
 
-    code: Literal["malformed_item", "duplicate_item"]
+    code: Literal["malformed_item", "duplicate_item", "unrepresentable_number"]
     reason: str
     supplier_stone_id: str | None = None
 
 
-def _show(value: object) -> str:
-    text = repr(value)
+def _clip(text: str) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _show(value: object) -> str:
+    return _clip(repr(value))
 
 
 def _identify(item: object) -> tuple[str | None, str]:
@@ -68,6 +74,20 @@ def _identify(item: object) -> tuple[str | None, str]:
     return text, ""
 
 
+def _unstorable(sid: str, item: object, exc: orjson.JSONEncodeError) -> RawReject:
+    """Why an item with a stone id cannot be stored as JSON; see `shared.feed.numbers` for the rule."""
+    found = unrepresentable_in(item)
+    if not found:  # text orjson refuses to write (a lone surrogate Python's parser let through)
+        return RawReject("malformed_item", f"diamond {sid} cannot be stored as JSON: {exc}", sid)
+    shown = ", ".join(f"{_clip(path)} = {_clip(number.text)}" for path, number in found[:3])
+    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+    return RawReject(
+        "unrepresentable_number",
+        f"diamond {sid}: {shown}{more}: a number no double can hold; the item is refused whole",
+        sid,
+    )
+
+
 def stone_id(item: object) -> str | None:
     return _identify(item)[0]
 
@@ -84,7 +104,11 @@ def to_raw_items(items: Sequence[object]) -> tuple[list[RawItem], list[RawReject
         offer = item.get("id")
         # The offer id is judged by the mapper (from the payload); this column only has to hold it.
         offer_id = str(offer).replace(_NUL, "\ufffd") if offer is not None else sid
-        encoded = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+        try:
+            encoded = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError as exc:
+            rejects.append(_unstorable(sid, item, exc))
+            continue
         if sid in keyed:
             rejects.append(
                 RawReject(

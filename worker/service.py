@@ -138,6 +138,9 @@ async def _store_step(
     container: Container, run: RunRecord, item: WorkItem, step: PageStep, items: Sequence[Mapping[str, Any]]
 ) -> PageResult:
     raw_items, rejects = to_raw_items(items)
+    new_ids = set(step.new_ids)
+    # The anchor was judged on the page before, where it was new: a refused anchor is recorded once.
+    rejects = [r for r in rejects if r.supplier_stone_id is None or r.supplier_stone_id in new_ids]
     cap = offset_cap(item.estimated_records, container.settings.worker_offset_cap_factor, item.limit)
     finish = step.kind is StepKind.FINISH or (step.kind is StepKind.ADVANCE and step.next_offset >= cap)
     errors = [
@@ -163,7 +166,8 @@ async def _store_step(
                 run.feed,
             )
         )
-    new_stones = len(step.new_ids)
+    # Stones stored, as the run's seen-set holds them: a refused stone is counted by its error record.
+    new_stones = len(new_ids.intersection(raw.supplier_stone_id for raw in raw_items))
     try:
         async with container.pool.connection() as conn, conn.transaction():
             changed = await upsert_raw(conn, feed=run.feed, run_id=run.run_id, items=raw_items)

@@ -141,7 +141,8 @@ class NivodaClient:
     async def search(
         self, query: DiamondQuery, *, offset: int, limit: int, order: Order = CREATED_AT_ASC
     ) -> list[dict[str, Any]]:
-        """One page of raw items, exactly as returned. `limit` is capped at Nivoda's maximum of 50."""
+        """One page of raw items, exactly as returned (a number no double holds is an
+        `shared.feed.numbers.Unrepresentable`). `limit` is capped at Nivoda's maximum of 50."""
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         if limit < 1:

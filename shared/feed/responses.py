@@ -4,7 +4,6 @@ or a fatal error. Pure functions, so every branch is unit-tested without a serve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -12,6 +11,7 @@ from typing import Any, Literal
 
 import orjson
 
+from shared.feed import numbers
 from shared.feed.errors import FeedAuthError, FeedQueryError
 
 ErrorKind = Literal["auth", "query", "server"]
@@ -135,17 +135,17 @@ def _raise_for_errors(operation: str, errors: list[Any]) -> None:
     raise TransientFailure("graphql_error", summary)
 
 
-def _unreadable(operation: str, body: bytes, exc: orjson.JSONDecodeError) -> Exception:
-    """A 200 body that does not parse. Cut short or not JSON at all (a proxy's HTML page) is
-    transient; JSON whose numbers no double holds (1e400) is what the server meant to send, so
-    asking again returns the same: fatal for this request, quoting where it fails."""
-    where = max(0, exc.pos - _SNIPPET // 2)
-    detail = f"{exc.msg} at character {exc.pos}: {_snippet(body, where)}"
+def _reread(body: bytes, exc: orjson.JSONDecodeError) -> Any:
+    """A 200 body orjson refuses. JSON holding numbers no double holds (1e400) is what the server
+    meant to send, so asking again returns the same: it is read with those numbers marked, for the
+    items holding them to be refused one by one (`shared.feed.numbers`). A body cut short or not
+    JSON at all (a proxy's HTML page) is transient, quoting where it fails."""
     try:
-        json.loads(body)
-    except ValueError:
-        return TransientFailure("bad_response", f"invalid JSON in a 200 response ({detail})")
-    return FeedQueryError(f"unreadable {operation} response ({detail})")
+        return numbers.loads(body)
+    except (ValueError, RecursionError):
+        where = max(0, exc.pos - _SNIPPET // 2)
+        detail = f"{exc.msg} at character {exc.pos}: {_snippet(body, where)}"
+        raise TransientFailure("bad_response", f"invalid JSON in a 200 response ({detail})") from None
 
 
 def interpret(operation: str, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
@@ -175,7 +175,7 @@ def interpret(operation: str, status: int, headers: Mapping[str, str], body: byt
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _unreadable(operation, body, exc) from None
+        parsed = _reread(body, exc)
     if not isinstance(parsed, dict):
         raise FeedQueryError(f"unexpected {operation} response (not a JSON object): {snippet}")
     errors = parsed.get("errors")

@@ -242,14 +242,6 @@ def graphql_errors(*errors: dict[str, Any], data: Any = None) -> Answer:
             3,
             id="errors-that-are-not-objects",
         ),
-        pytest.param(
-            lambda _: httpx.Response(
-                200, content=b'{"data": {"as": {"diamonds_by_query": {"items": [{"id": 1e400}]}}}}'
-            ),
-            "1e400",
-            1,
-            id="number-beyond-a-double",
-        ),
     ],
 )
 async def test_a_refused_page_writes_nothing_and_fails_the_partition_in_one_line(
