@@ -801,7 +801,9 @@ async def test_overview_shows_the_catalogue_runs_watermarks_and_alerts(
     last = (await get_data(api, "/runs", feed=NATURAL, status="completed", limit=1))[0]
     await expect(feed_row).to_contain_text(last["run_id"][:8])
     marks = {m["feed"]: m for m in await get_data(api, "/watermarks")}
-    await expect(feed_row.get_by_test_id("watermark")).to_have_attribute("title", marks[NATURAL]["last_updated_at"])
+    await expect(feed_row.get_by_test_id("watermark").locator("time")).to_have_attribute(
+        "datetime", marks[NATURAL]["last_updated_at"]
+    )
     runs_7d = await get_data(api, "/analytics/runs", days=7, limit=1000)
     await expect(page.get_by_test_id("card-runs")).to_contain_text(str(len(runs_7d)))
     await expect(page.get_by_test_id("bar-chart")).to_be_visible()

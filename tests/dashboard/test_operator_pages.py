@@ -6,15 +6,19 @@ every time shown, and why a run over unchanged stones consolidated nothing."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
 import pytest
 import pytest_asyncio
-from playwright.async_api import BrowserContext, Route, expect
+from playwright.async_api import BrowserContext, Page, Route, expect
+from psycopg.types.json import Jsonb
 
 from api.keys import create_key
 from shared.db.pool import Pool
@@ -61,6 +65,72 @@ def seed(database_url: str, sql: str, *params: Any) -> Any:
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(sql, params or None).fetchone()
     return row[0] if row else None
+
+
+def add_run(database_url: str, partitions: list[tuple[int, int]], **values: Any) -> str:
+    """A completed full natural run whose partitions saw and changed (records_seen, records_changed) stones."""
+    started = values.pop("started_at", datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    run: dict[str, Any] = {
+        "feed": "nivoda-natural",
+        "run_type": "full",
+        "status": "completed",
+        "trace_id": "trace",
+        "updated_from": datetime(2000, 1, 1, tzinfo=UTC),
+        "updated_to": started,
+        "expected_partitions": len(partitions),
+        "estimated_records": sum(seen for seen, _ in partitions),
+        "started_at": started,
+        "ingestion_completed_at": started + timedelta(minutes=2),
+        "consolidation_requested_at": started + timedelta(minutes=2),
+        "consolidation_started_at": started + timedelta(minutes=2, seconds=1),
+        "consolidation_completed_at": started + timedelta(minutes=3),
+        "completed_at": started + timedelta(minutes=3),
+        "last_progress_at": started + timedelta(minutes=2),
+        **values,
+    }
+    # Partitions of $1,000 per carat, the last open-ended, as a density scan would plan them.
+    last = len(partitions) - 1
+    planned = [
+        {
+            "id": f"partition-{i}",
+            "min": f"{i * 1000}.00",
+            "max": None if i == last else f"{i * 1000 + 999}.99",
+            "estimated": seen,
+            "seen": seen,
+            "changed": changed,
+        }
+        for i, (seen, changed) in enumerate(partitions)
+    ]
+    scan = [{key: p[key] for key in ("id", "min", "max", "estimated")} for p in planned]
+    chunks = [{"min": p["min"], "max": p["max"], "count": p["seen"]} for p in planned]
+    total = run["estimated_records"]
+    run["heatmap"] = Jsonb({"total": total, "count_calls": 3, "duration_s": 0.5, "chunks": chunks, "partitions": scan})
+    columns, marks = ", ".join(run), ", ".join(["%s"] * len(run))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            f"INSERT INTO run_metadata ({columns}) VALUES ({marks}) RETURNING run_id::text", list(run.values())
+        ).fetchone()
+        assert row is not None
+        for position, p in enumerate(planned):
+            conn.execute(
+                """INSERT INTO partition_progress (run_id, partition_id, position, min_price, max_price,
+                       estimated_records, status, next_offset, pages, records_seen, records_changed, completed_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, 'completed', %s, 1, %s, %s, %s)""",
+                (
+                    row[0],
+                    p["id"],
+                    position,
+                    p["min"],
+                    p["max"],
+                    p["seen"],
+                    p["seen"],
+                    p["seen"],
+                    p["changed"],
+                    run["completed_at"],
+                ),
+            )
+    run_id: str = row[0]
+    return run_id
 
 
 async def new_rule_version(api: httpx.AsyncClient, priority: int) -> int:
@@ -155,4 +225,81 @@ async def test_the_heatmap_names_the_stones_it_counts(dashboard: Dashboard, admi
     await expect(total).to_have_text("2 sold stones from nivoda-natural")
     await filters.locator("select[name=availability]").select_option("on_hold")
     await expect(total).to_have_text("0 on hold stones from nivoda-natural")
+    dashboard.check_console()
+
+
+# --- times: every one says its zone ------------------------------------------------------------------
+ZONE = "Asia/Kolkata"  # UTC+5:30: neither the machine's zone nor a whole hour away from UTC
+
+
+async def in_zone(page: Page, zone: str) -> None:
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Emulation.setTimezoneOverride", {"timezoneId": zone})
+
+
+async def shown_times(page: Page) -> list[dict[str, str]]:
+    """Every <time> on the page: its text, hover title and the instant it stands for."""
+    found: list[dict[str, str]] = await page.locator("time").evaluate_all(
+        "times => times.map(t => ({text: t.textContent, title: t.title, datetime: t.dateTime}))"
+    )
+    return found
+
+
+async def test_every_time_shown_is_local_with_its_zone(
+    dashboard: Dashboard, admin_key: str, api: httpx.AsyncClient, database_url: str
+) -> None:
+    zone = ZoneInfo(ZONE)
+    now = datetime.now(UTC)
+    local_midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    # Today in Kolkata, still yesterday in UTC: the overview's bars count it on today's (local) bar.
+    early_today = min(now - timedelta(minutes=5), (local_midnight + timedelta(minutes=1)).astimezone(UTC))
+    run_id = add_run(database_url, [(40, 0), (60, 0)], started_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    add_run(database_url, [(10, 10)], started_at=early_today, feed="nivoda-labgrown")
+    seed(
+        database_url,
+        "INSERT INTO watermarks (feed, last_updated_at, last_run_id) VALUES ('nivoda-natural', %s, %s) RETURNING feed",
+        datetime(2026, 3, 1, 11, 0, 30, tzinfo=UTC),
+        run_id,
+    )
+    version = await new_rule_version(api, 5)
+    seed(
+        database_url,
+        """INSERT INTO repricing_jobs (status, to_version, reason, error, completed_at, created_at)
+           VALUES ('failed', %s, 'rule 5', 'timeout', now(), %s) RETURNING id""",
+        version,
+        datetime(2026, 3, 1, 12, 30, tzinfo=UTC),
+    )
+    page = dashboard.page
+    await in_zone(page, ZONE)
+    await dashboard.sign_in(admin_key, f"/runs/{run_id}")
+
+    timeline = page.get_by_test_id("timeline")
+    await expect(timeline.locator("time").first).to_have_text("1 Mar 2026, 17:30:00 GMT+5:30")
+    await expect(timeline.locator("time").last).to_have_text("1 Mar 2026, 17:33:00 GMT+5:30")
+    await expect(page.locator("p.muted time").last).to_have_text("1 Mar 2026, 17:30:00 GMT+5:30")  # the window's end
+    pages = {"run": await shown_times(page)}
+
+    await dashboard.open("/overview")
+    natural = page.locator("[data-testid=feeds] tr[data-feed='nivoda-natural']")
+    await expect(natural.get_by_test_id("watermark")).to_have_text("1 Mar 2026, 16:30:30 GMT+5:30")
+    await expect(page.get_by_test_id("days-zone")).to_have_text("days in GMT+5:30")
+    weekday = datetime.now(zone).strftime("%a")
+    await expect(page.get_by_test_id("bar-chart")).to_have_attribute(
+        "aria-label", re.compile(f"{weekday}: 1 completed$")
+    )
+    pages["overview"] = await shown_times(page)
+
+    await dashboard.open("/runs")
+    await expect(page.locator("[data-testid=runs] time")).to_have_count(2)
+    pages["runs"] = await shown_times(page)
+
+    await dashboard.open("/pricing")
+    await expect(page.locator("[data-testid=jobs] time")).to_have_attribute("title", "1 Mar 2026, 18:00:00 GMT+5:30")
+    pages["pricing"] = await shown_times(page)
+
+    for name, times in pages.items():
+        assert times, name
+        for time in times:
+            assert (time["title"] or time["text"]).endswith(" GMT+5:30"), (name, time)
+            assert time["datetime"], (name, time)
     dashboard.check_console()

@@ -33,13 +33,20 @@ export function fill(element, ...children) {
 // --- formatting ----------------------------------------------------------------------------
 const integer = new Intl.NumberFormat("en-US");
 const dollars = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+// Every time shown is the browser's local time with its zone's name ("29 Nov 2026, 14:05:07 GMT+1",
+// "… UTC"): a bare clock time would be read in the wrong zone by whoever compares it with a log.
+const dateTime = new Intl.DateTimeFormat("en-GB", { dateStyle: "medium", timeStyle: "long" });
 
 export const fmt = {
   int: (value) => (value === null || value === undefined ? "–" : integer.format(value)),
   /** Money arrives as a decimal string; it is only formatted, never computed with. */
   money: (text) => (text === null || text === undefined ? "–" : dollars.format(Number(text))),
   pct: (fraction) => (fraction === null || fraction === undefined ? "–" : `${Math.round(fraction * 1000) / 10}%`),
-  date: (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { dateStyle: "medium", timeStyle: "medium" }) : "–"),
+  date: (iso) => (iso ? dateTime.format(new Date(iso)) : "–"),
+  /** The zone times are shown in ("GMT+1", "UTC"), as `date` names it. */
+  zone: (at = new Date()) => dateTime.formatToParts(at).find((part) => part.type === "timeZoneName")?.value ?? "",
+  /** A local calendar day as YYYY-MM-DD (days are counted in the zone times are shown in). */
+  day: (at) => [at.getFullYear(), at.getMonth() + 1, at.getDate()].map((n) => String(n).padStart(2, "0")).join("-"),
   ago(iso) {
     if (!iso) return "–";
     const seconds = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
@@ -58,6 +65,15 @@ export const fmt = {
 };
 
 export const secondsBetween = (from, to) => (new Date(to ?? Date.now()) - new Date(from)) / 1000;
+
+/**
+ * A time as the page shows it: written out with its zone (`fmt.date`), or `relative` ("5 min ago")
+ * with that full time on hover; `datetime` carries the exact instant.
+ */
+export function when(iso, { relative = false } = {}) {
+  if (!iso) return "–";
+  return h("time", { datetime: iso, title: relative ? fmt.date(iso) : null }, relative ? fmt.ago(iso) : fmt.date(iso));
+}
 
 // --- pieces -----------------------------------------------------------------------------------
 /**

@@ -3,7 +3,7 @@
 
 import { get, openapi } from "../api.js";
 import { toCsv, download } from "../csv.js";
-import { badge, busy, errorNotice, fill, fmt, h, notice } from "../dom.js";
+import { badge, busy, errorNotice, fill, fmt, h, notice, when } from "../dom.js";
 import { replaceQuery } from "../router.js";
 
 export const title = "Catalogue";
@@ -27,7 +27,7 @@ const COLUMNS = [
   ["price_per_carat", "cost / ct", "price_per_carat", (d) => fmt.money(d.price_per_carat)],
   ["retail_price", "price", "price", (d) => fmt.money(d.retail_price)],
   ["availability", "availability", null, (d) => badge(d.availability)],
-  ["created_at", "listed", "created_at", (d) => fmt.ago(d.created_at)],
+  ["created_at", "listed", "created_at", (d) => when(d.created_at, { relative: true })],
 ];
 const NUMERIC = new Set(["carats", "ratio", "rating", "price_per_carat", "retail_price"]);
 

@@ -2,7 +2,7 @@
 // recorded errors (unmappable items, failed pages...) with filters.
 
 import { FEEDS, get, post } from "../api.js";
-import { badge, busy, choice, confirmAction, errorNotice, fill, fmt, h, notice } from "../dom.js";
+import { badge, busy, choice, confirmAction, errorNotice, fill, fmt, h, notice, when } from "../dom.js";
 
 export const title = "Dead letters & errors";
 const LIST_LIMIT = 200;
@@ -47,10 +47,10 @@ function deadLetters(session) {
           h("td", {}, badge("failed"), " ", h("strong", {}, letter.reason)),
           h("td", { class: "error-text" }, letter.description ?? ""),
           h("td", { class: "num" }, letter.delivery_count),
-          h("td", { class: "nowrap", title: letter.dead_lettered_at }, fmt.ago(letter.dead_lettered_at)),
+          h("td", { class: "nowrap" }, when(letter.dead_lettered_at, { relative: true })),
           h("td", {}, json(letter.body)),
           h("td", { "data-testid": "replay-state" }, letter.replayed_at
-            ? h("span", { class: "small" }, badge("completed"), ` replayed ${fmt.ago(letter.replayed_at)} as `, h("span", { class: "mono" }, letter.replay_message_id))
+            ? h("span", { class: "small" }, badge("completed"), " replayed ", when(letter.replayed_at, { relative: true }), " as ", h("span", { class: "mono" }, letter.replay_message_id))
             : session.admin ? replayButton(letter) : null),
         )));
     } catch (error) {
@@ -79,7 +79,7 @@ function errorRecords() {
       status.replaceChildren(truncated(data, "errors"));
       fill(tbody, data.length ? null : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No errors recorded.")), data.map((record) =>
         h("tr", { "data-error": record.id },
-          h("td", { class: "nowrap", title: record.occurred_at }, fmt.ago(record.occurred_at)),
+          h("td", { class: "nowrap" }, when(record.occurred_at, { relative: true })),
           h("td", {}, record.source),
           h("td", { class: "mono small" }, record.code),
           h("td", { class: "error-text" }, record.message),

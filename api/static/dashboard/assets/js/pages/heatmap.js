@@ -3,7 +3,7 @@
 
 import { FEEDS, get, post } from "../api.js";
 import { densityChart, heatGrid } from "../chart.js";
-import { busy, choice, errorNotice, fill, fmt, h } from "../dom.js";
+import { busy, choice, errorNotice, fill, fmt, h, when } from "../dom.js";
 import { replaceQuery } from "../router.js";
 import { RUN_TYPES } from "../run-figures.js";
 
@@ -23,7 +23,7 @@ function partitionsTable(partitions, actual = null) {
 function scanFacts(scan) {
   return h("p", { class: "small muted", "data-testid": "scan-facts" },
     `${fmt.int(scan.total)} stones, ${scan.partitions.length} partitions, ${scan.count_calls} count calls in ${scan.duration_s} s`,
-    scan.updated_to ? ` · ${scan.run_type} window ${fmt.date(scan.updated_from)} → ${fmt.date(scan.updated_to)}` : "");
+    scan.updated_to ? [` · ${scan.run_type} window `, when(scan.updated_from), " → ", when(scan.updated_to)] : "");
 }
 
 /**

@@ -3,7 +3,7 @@
 
 import { get } from "../api.js";
 import { stackedBars } from "../chart.js";
-import { badge, card, errorNotice, fill, fmt, h, poll, secondsBetween } from "../dom.js";
+import { badge, card, errorNotice, fill, fmt, h, poll, secondsBetween, when } from "../dom.js";
 import { ACTIVE } from "../run-figures.js";
 
 export const title = "Overview";
@@ -69,9 +69,9 @@ function feedsTable(watermarks, lastRuns) {
           { "data-feed": mark.feed },
           h("td", {}, mark.feed),
           h("td", {}, run ? h("a", { href: `#/runs/${run.run_id}`, class: "mono" }, fmt.shortId(run.run_id)) : h("span", { class: "muted" }, "none yet"), run ? ` ${run.run_type}` : ""),
-          h("td", {}, run ? fmt.ago(run.completed_at) : "–"),
+          h("td", {}, run ? when(run.completed_at, { relative: true }) : "–"),
           h("td", {}, run ? fmt.duration(secondsBetween(run.started_at, run.completed_at)) : "–"),
-          h("td", { "data-testid": "watermark", title: mark.last_updated_at ?? "" }, mark.last_updated_at ? fmt.date(mark.last_updated_at) : "not set"),
+          h("td", { "data-testid": "watermark" }, mark.last_updated_at ? when(mark.last_updated_at) : "not set"),
         );
       }),
     ),
@@ -82,10 +82,10 @@ function runsByDay(runs) {
   const days = [];
   for (let back = 6; back >= 0; back -= 1) {
     const day = new Date(Date.now() - back * 86_400_000);
-    days.push({ key: day.toISOString().slice(0, 10), label: day.toLocaleDateString("en-GB", { weekday: "short" }), parts: {} });
+    days.push({ key: fmt.day(day), label: day.toLocaleDateString("en-GB", { weekday: "short" }), parts: {} });
   }
   for (const run of runs) {
-    const day = days.find((d) => d.key === run.started_at.slice(0, 10));
+    const day = days.find((d) => d.key === fmt.day(new Date(run.started_at)));
     if (!day) continue;
     const status = ACTIVE.has(run.status) ? "active" : run.status;
     day.parts[status] = (day.parts[status] ?? 0) + 1;
@@ -104,7 +104,7 @@ function alertsList(alerts, letters, capped) {
     .filter((run) => secondsBetween(run.started_at) < 7 * 86_400)
     .map((run) =>
       h("li", { "data-testid": "alert" }, badge(run.state), " ", h("a", { href: `#/runs/${run.run_id}`, class: "mono" }, fmt.shortId(run.run_id)),
-        ` ${run.feed} · ${fmt.ago(run.started_at)} · `, h("span", { class: "muted" }, run.status_reason ?? "")),
+        ` ${run.feed} · `, when(run.started_at, { relative: true }), " · ", h("span", { class: "muted" }, run.status_reason ?? "")),
     );
   if (waiting.length) {
     items.unshift(h("li", { "data-testid": "alert" }, badge("failed"), " ", h("a", { href: "#/dead-letters" }, `${waitingText(letters, capped)} dead letter${waiting.length > 1 ? "s" : ""} waiting`)));
@@ -139,7 +139,7 @@ export function render(root) {
           h("section", { class: "panel" }, h("h2", {}, "Feeds"), feedsTable(data.watermarks, data.lastRuns)),
         ),
         h("div", { class: "grid" },
-          h("section", { class: "panel" }, h("h2", {}, "Runs, last 7 days"), stackedBars(runsByDay(data.recent), STATUS_COLOURS),
+          h("section", { class: "panel" }, h("h2", {}, "Runs, last 7 days"), h("p", { class: "small muted", "data-testid": "days-zone" }, `days in ${fmt.zone()}`), stackedBars(runsByDay(data.recent), STATUS_COLOURS),
             h("p", { class: "small muted" }, Object.entries(STATUS_COLOURS).map(([name, colour]) => [h("span", { style: { color: colour } }, "■"), ` ${name}  `]))),
           h("section", { class: "panel" }, h("h2", {}, "Alerts"), alertsList(data.alerts, data.letters, data.lettersCapped)),
         ),

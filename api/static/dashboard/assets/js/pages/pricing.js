@@ -3,7 +3,7 @@
 // (a failed one) resume.
 
 import { FEEDS, del, get, openapi, post, put } from "../api.js";
-import { badge, busy, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress } from "../dom.js";
+import { badge, busy, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress, when } from "../dom.js";
 
 export const title = "Pricing rules";
 const STONE_TYPES = ["natural", "lab", "fancy"];
@@ -269,7 +269,7 @@ export async function render(root) {
         h("td", {}, progress(job.processed, job.total), h("div", { class: "progress-label" }, `${fmt.int(job.processed)} of ${fmt.int(job.total)}`)),
         h("td", { class: "num" }, fmt.int(job.changed)),
         h("td", { class: "num" }, fmt.money(job.price_delta)),
-        h("td", { class: "nowrap" }, fmt.ago(job.created_at)),
+        h("td", { class: "nowrap" }, when(job.created_at, { relative: true })),
         h("td", {}, jobAction(job), job.error ? h("div", { class: "error-text" }, job.error) : null),
       )));
   }

@@ -3,7 +3,7 @@
 
 import { get, post } from "../api.js";
 import { densityChart } from "../chart.js";
-import { badge, busy, card, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween } from "../dom.js";
+import { badge, busy, card, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween, when } from "../dom.js";
 import { ACTIVE, throughput } from "../run-figures.js";
 
 export const title = "Run";
@@ -41,7 +41,7 @@ function timeline(run) {
     steps.map(([label, at]) =>
       h("li", { class: at ? (label.startsWith("ended") ? "bad" : "done") : "" },
         h("strong", {}, label), " ",
-        at ? h("span", { class: "muted", title: at }, `${fmt.date(at)} (+${fmt.duration(secondsBetween(run.started_at, at))})`) : h("span", { class: "muted" }, "–")),
+        h("span", { class: "muted" }, when(at), at ? ` (+${fmt.duration(secondsBetween(run.started_at, at))})` : "")),
     ),
   );
 }
@@ -51,8 +51,8 @@ function fanIn(state) {
     ["partitions", `${state.completed} completed, ${state.failed} failed, ${state.open} open of ${state.expected}`],
     ["next action", h("strong", { "data-testid": "next-action" }, state.next_action)],
     ["why", state.reason],
-    ["last progress", fmt.ago(state.last_progress_at)],
-    ["stall deadline", state.stall_deadline ? fmt.date(state.stall_deadline) : "–"],
+    ["last progress", when(state.last_progress_at, { relative: true })],
+    ["stall deadline", when(state.stall_deadline)],
   ];
   return h("dl", { class: "facts", "data-testid": "fan-in" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
 }
@@ -135,7 +135,8 @@ export function render(root, { params, session }) {
       h("div", { class: "row spread" },
         h("h1", {}, "Run ", h("span", { class: "mono" }, fmt.shortId(run.run_id)), " ", h("span", { "data-testid": "run-state" }, badge(run.state))),
         actions(run)),
-      h("p", { class: "muted" }, `${run.feed} · ${run.run_type} · requested by ${run.requested_by}${run.forced ? " · forced" : ""} · window ${fmt.date(run.updated_from)} → ${fmt.date(run.updated_to)}`),
+      h("p", { class: "muted" }, `${run.feed} · ${run.run_type} · requested by ${run.requested_by}${run.forced ? " · forced" : ""} · window `,
+        when(run.updated_from), " → ", when(run.updated_to)),
       banner,
       actionsResult,
       h("div", { class: "cards" },

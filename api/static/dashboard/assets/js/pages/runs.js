@@ -1,7 +1,7 @@
 // Runs: a live table (status, progress, throughput) with filters, and starting a run (admin).
 
 import { FEEDS, get, post } from "../api.js";
-import { badge, busy, choice, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween } from "../dom.js";
+import { badge, busy, choice, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween, when } from "../dom.js";
 import { replaceQuery } from "../router.js";
 import { ACTIVE, RUN_TYPES, STATE_FILTERS, finishedAt, throughput } from "../run-figures.js";
 
@@ -70,7 +70,7 @@ export function render(root, { query, session }) {
           h("td", {}, run.feed),
           h("td", {}, run.run_type),
           h("td", { "data-testid": "state" }, badge(run.state)),
-          h("td", { class: "nowrap", title: run.started_at }, fmt.ago(run.started_at)),
+          h("td", { class: "nowrap" }, when(run.started_at, { relative: true })),
           h("td", { class: "nowrap" }, fmt.duration(secondsBetween(run.started_at, finishedAt(run)))),
           h("td", {}, progress(run.records_fetched, run.estimated_records, { bad: run.failed_partitions > 0 }),
             h("div", { class: "progress-label", "data-testid": "progress" }, `${fmt.int(run.records_fetched)} of ~${fmt.int(run.estimated_records)} stones · `,
