@@ -145,3 +145,9 @@ def test_a_body_cut_short_stays_transient_whatever_numbers_it_holds() -> None:
     body = _PAGE % b'{"id": "o1", "price": 1e400}'
     with pytest.raises(TransientFailure, match=r"invalid JSON in a 200 response \(.*at character"):
         interpret("diamonds_by_query", 200, {}, body[:-5])
+
+
+def test_json_nested_deeper_than_either_parser_goes_is_transient_not_a_crash() -> None:
+    body = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(TransientFailure, match=r"invalid JSON in a 200 response \(depth limit exceeded"):
+        interpret("diamonds_by_query", 200, {}, body)
