@@ -33,7 +33,7 @@ SELECT r.run_id, r.feed, r.run_type, r.status, {_STALLED} AS stalled, r.status_r
        r.trace_id, r.updated_from, r.updated_to, r.watermark_before, r.watermark_advanced,
        r.expected_partitions, r.estimated_records,
        coalesce(p.completed, 0) AS completed_partitions, coalesce(p.failed, 0) AS failed_partitions,
-       coalesce(p.records, 0) AS records_fetched,
+       coalesce(p.records, 0) AS records_fetched, coalesce(p.changed, 0) AS records_changed,
        r.consolidation_processed, r.consolidation_errors, r.diamonds_inserted, r.diamonds_updated,
        r.diamonds_unchanged, r.diamonds_deleted, r.diamonds_restored, r.pricing_version,
        r.started_at, r.ingestion_completed_at, r.consolidation_requested_at, r.consolidation_started_at,
@@ -41,7 +41,8 @@ SELECT r.run_id, r.feed, r.run_type, r.status, {_STALLED} AS stalled, r.status_r
 FROM run_metadata r
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
-           count(*) FILTER (WHERE status = 'failed') AS failed, sum(records_seen) AS records
+           count(*) FILTER (WHERE status = 'failed') AS failed, sum(records_seen) AS records,
+           sum(records_changed) AS changed
     FROM partition_progress WHERE run_id = r.run_id
 ) p ON true
 """

@@ -57,8 +57,12 @@ class RunSummary(BaseModel):
     completed_partitions: int
     failed_partitions: int
     estimated_records: int
-    records_fetched: int
-    consolidation_processed: int
+    records_fetched: int = Field(description="stones the run's pages returned (its partitions' records_seen)")
+    records_changed: int = Field(
+        description="of those, stones whose payload differed from the one stored: only these are queued for "
+        "consolidation; the rest are unchanged since they were last fetched (their partitions' records_changed)"
+    )
+    consolidation_processed: int = Field(description="queued stones the consolidation has processed")
     consolidation_errors: int
     diamonds_inserted: int
     diamonds_updated: int

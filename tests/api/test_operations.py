@@ -148,6 +148,24 @@ def test_run_detail_has_partitions_and_fan_in_state(runs: dict[str, str], http: 
     assert http.get("/api/v2/runs/nope", headers=_read(keys)).status_code == 422
 
 
+def test_a_run_says_how_many_of_the_stones_it_fetched_had_changed(
+    runs: dict[str, str], http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
+) -> None:
+    """Only changed payloads are queued for consolidation: a run over unchanged stones fetches many
+    and consolidates none, and its summary says so (records_changed, summed over its partitions)."""
+    sync_db.execute(
+        "UPDATE partition_progress SET records_changed = 15 WHERE run_id = %s AND partition_id = 'p0'",
+        (runs["done"],),
+    )
+    detail = http.get(f"/api/v2/runs/{runs['done']}", headers=_read(keys)).json()["data"]
+    assert (detail["records_fetched"], detail["records_changed"]) == (80, 15)
+    assert [p["records_changed"] for p in detail["partitions"]] == [15, 0]
+    listed = {run["run_id"]: run for run in http.get("/api/v2/runs", headers=_read(keys)).json()["data"]}
+    assert (listed[runs["done"]]["records_changed"], listed[runs["stalled"]]["records_changed"]) == (15, 0)
+    schema = http.get("/api/v2/openapi.json").json()["components"]["schemas"]["RunSummary"]
+    assert "consolidation" in schema["properties"]["records_changed"]["description"]
+
+
 def _messages(conn: psycopg.Connection[Any], queue: str) -> list[dict[str, Any]]:
     return [row[0] for row in conn.execute("SELECT body FROM bus_messages WHERE queue = %s", (queue,)).fetchall()]
 

@@ -303,3 +303,28 @@ async def test_every_time_shown_is_local_with_its_zone(
             assert (time["title"] or time["text"]).endswith(" GMT+5:30"), (name, time)
             assert time["datetime"], (name, time)
     dashboard.check_console()
+
+
+# --- a run over unchanged stones ----------------------------------------------------------------------
+async def test_a_run_over_unchanged_stones_says_why_it_consolidated_none(
+    dashboard: Dashboard, admin_key: str, database_url: str
+) -> None:
+    unchanged = add_run(database_url, [(400, 0), (834, 0)])
+    partly = add_run(database_url, [(400, 25), (600, 0)], feed="nivoda-labgrown", consolidation_processed=25)
+    fresh = add_run(database_url, [(50, 50)], feed="nivoda-labgrown", consolidation_processed=50)
+    page = dashboard.page
+    await dashboard.sign_in(admin_key, f"/runs/{unchanged}")
+    card = page.get_by_test_id("consolidated")
+    await expect(card).to_contain_text("0")
+    await expect(page.get_by_test_id("consolidation-note")).to_have_text(
+        "1,234 stones seen, unchanged since they were last fetched: nothing to consolidate"
+    )
+    await dashboard.screenshot("run-unchanged")
+    await dashboard.open(f"/runs/{partly}")
+    await expect(page.get_by_test_id("consolidation-note")).to_have_text(
+        "1,000 stones seen, 975 unchanged since they were last fetched: only the 25 changed are consolidated"
+    )
+    await dashboard.open(f"/runs/{fresh}")
+    await expect(card).to_contain_text("50")
+    await expect(page.get_by_test_id("consolidation-note")).to_have_count(0)
+    dashboard.check_console()

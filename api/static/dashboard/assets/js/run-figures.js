@@ -1,6 +1,6 @@
 // Figures derived from a run summary, shared by the runs table and the run page.
 
-import { secondsBetween } from "./dom.js";
+import { fmt, secondsBetween } from "./dom.js";
 
 export const ACTIVE = new Set(["planned", "ingesting", "consolidating"]);
 /** What GET /runs?status= accepts: the lifecycle states, "stalled" and "active". */
@@ -24,3 +24,16 @@ export function throughput(run, previous, now) {
 /** When the run stopped changing, or null while it is active. */
 export const finishedAt = (run) =>
   ACTIVE.has(run.state) ? null : run.completed_at ?? run.consolidation_completed_at ?? run.last_progress_at;
+
+/**
+ * Why the run consolidated fewer stones than it fetched, or null when it did not: only stones whose
+ * payload changed since they were last fetched are queued for consolidation (by design; the others
+ * are in the catalogue as they are), so a run over unchanged stones rightly consolidates none.
+ */
+export function consolidationNote(run) {
+  const unchanged = Math.max(0, run.records_fetched - run.records_changed);
+  if (unchanged === 0) return null;
+  const seen = `${fmt.int(run.records_fetched)} stones seen`;
+  if (run.records_changed === 0) return `${seen}, unchanged since they were last fetched: nothing to consolidate`;
+  return `${seen}, ${fmt.int(unchanged)} unchanged since they were last fetched: only the ${fmt.int(run.records_changed)} changed are consolidated`;
+}

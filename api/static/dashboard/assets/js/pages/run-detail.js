@@ -4,7 +4,7 @@
 import { get, post } from "../api.js";
 import { densityChart } from "../chart.js";
 import { badge, busy, card, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween, when } from "../dom.js";
-import { ACTIVE, throughput } from "../run-figures.js";
+import { ACTIVE, consolidationNote, throughput } from "../run-figures.js";
 
 export const title = "Run";
 const LIVE_MS = 1000;
@@ -126,6 +126,7 @@ export function render(root, { params, session }) {
     const now = Date.now();
     const rate = throughput(run, lastFetched, now);
     lastFetched = { records: run.records_fetched, at: now };
+    const note = consolidationNote(run);
     status.replaceChildren();
     const banner = ["failed", "skipped", "stalled", "cancelled"].includes(run.state)
       ? notice(run.state === "cancelled" ? "info" : "warn", [h("strong", {}, `Run ${run.state}. `), run.status_reason ?? ""])
@@ -145,7 +146,9 @@ export function render(root, { params, session }) {
           h("div", { class: "progress-label" }, `of ~${fmt.int(run.estimated_records)} estimated`)),
         card("partitions", `${run.completed_partitions}/${run.expected_partitions}${run.failed_partitions ? ` (${run.failed_partitions} failed)` : ""}`, "partition-counts"),
         card("throughput", rate === null ? "–" : `${fmt.int(Math.round(rate))} stones/s`, "throughput"),
-        card("consolidated", fmt.int(run.consolidation_processed)),
+        h("div", { class: "card", "data-testid": "consolidated" }, h("div", { class: "label" }, "consolidated"),
+          h("div", { class: "value" }, fmt.int(run.consolidation_processed)),
+          note ? h("div", { class: "progress-label", "data-testid": "consolidation-note" }, note) : null),
         // Stones the feed sent that could not be mapped: counted by the run, listed under Dead letters & errors.
         card("unmappable stones", h("a", { href: "#/dead-letters" }, fmt.int(run.consolidation_errors)), "unmappable"),
         card("inserted / updated", `${fmt.int(run.diamonds_inserted)} / ${fmt.int(run.diamonds_updated)}`),
