@@ -57,7 +57,10 @@ class RunSummary(BaseModel):
     completed_partitions: int
     failed_partitions: int
     estimated_records: int
-    records_fetched: int = Field(description="stones the run's pages returned (its partitions' records_seen)")
+    records_fetched: int = Field(
+        description="stones the run's pages returned and stored (its partitions' records_seen; a refused stone is "
+        "counted by its error record instead)"
+    )
     records_changed: int = Field(
         description="of those, stones whose payload differed from the one stored: only these are queued for "
         "consolidation; the rest are unchanged since they were last fetched (their partitions' records_changed)"
