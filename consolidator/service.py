@@ -7,9 +7,10 @@ Flow for one CONSOLIDATE message:
    the database's merge; other consolidators may join, SKIP LOCKED keeps them apart);
 4. for a full run whose ingestion completed: stones not seen by the run are asked of the feed by id;
    those it no longer has are soft-deleted, the others are refreshed like any raw row;
-5. finalise in ONE transaction: soft delete, the run's stones repriced to the newest rules if they
-   changed since step 2 (`repricing.catch_up_run`), catalogue version, run completed with its stats
-   and, only when every partition completed and nothing was forced, the watermark = the run's updated_to.
+5. finalise in ONE transaction: soft delete, unlisting of live stones whose items the workers
+   refused, the run's stones repriced to the newest rules if they changed since step 2
+   (`repricing.catch_up_run`), catalogue version, run completed with its stats and, only when every
+   partition completed and nothing was forced, the watermark = the run's updated_to.
 A failure before step 5 leaves the run `consolidating` and the watermark untouched; the message is
 redelivered and the work resumes where it stopped.
 """
@@ -27,7 +28,15 @@ from consolidator.payload import decode_item
 from consolidator.pricing import RuleSet, price
 from consolidator.repricing import catch_up_run
 from consolidator.rules_store import pinned_ruleset
-from consolidator.writer import MergeCounts, claim_pending, merge_rows, requeue_returned, soft_delete, staged_row
+from consolidator.writer import (
+    MergeCounts,
+    claim_pending,
+    merge_rows,
+    requeue_returned,
+    soft_delete,
+    staged_row,
+    unlist_refused,
+)
 from shared.alerts import Alert, record_alert
 from shared.bootstrap import Container
 from shared.error_records import ErrorRecord, record_errors
@@ -259,7 +268,7 @@ async def finalise(
                 current = await load_run(conn, run.run_id, for_update=True)
                 if current.status != "consolidating":
                     return ConsolidationResult("stale", stats)
-                deleted = await _apply_soft_delete(conn, run, gone)
+                deleted = await _apply_soft_delete(conn, run, gone) + await unlist_refused(conn, run.feed, run.run_id)
                 await catch_up_run(conn, run.feed, run.run_id, rules)
                 await _complete(conn, run, rules, deleted, advance)
                 await _alert_on_mapping_errors(conn, container, run)

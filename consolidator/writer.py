@@ -140,6 +140,24 @@ async def requeue_returned(conn: Conn, feed: str, run_id: UUID) -> int:
     return cur.rowcount
 
 
+# A stone whose item the run's workers refused (a number no double holds, see shared.feed.numbers) is
+# in the feed, but nothing it sent can be listed: like an unmappable one it is unlisted rather than
+# left with a price and availability gone stale, unless the run also stored a good copy of it.
+_REFUSED_BY_WORKERS = """
+SELECT DISTINCT e.supplier_stone_id FROM error_records e
+WHERE e.run_id = %(run)s AND e.source = 'worker' AND e.code = 'unrepresentable_number'
+  AND e.supplier_stone_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM run_seen_stones s
+                  WHERE s.run_id = %(run)s AND s.supplier_stone_id = e.supplier_stone_id)
+"""
+
+
+async def unlist_refused(conn: Conn, feed: str, run_id: UUID) -> int:
+    """Unlist the live stones whose items the run's workers refused; return how many."""
+    cur = await conn.execute(_REFUSED_BY_WORKERS, {"run": run_id})
+    return await soft_delete(conn, feed, [row[0] for row in await cur.fetchall()], run_id)
+
+
 async def soft_delete(conn: Conn, feed: str, supplier_stone_ids: Sequence[str], run_id: UUID) -> int:
     """Mark live stones deleted (confirmed gone from the feed), with history rows."""
     if not supplier_stone_ids:
