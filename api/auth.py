@@ -136,7 +136,8 @@ async def _from_hmac(container: Container, request: Request, client_id: str) -> 
         raise AuthError("unknown HMAC client")
     keep_until = _check_timestamp(timestamp, container.clock.now(), settings.hmac_tolerance_s)
     expected = sign(client.secret, request.method, path_with_query(request), timestamp, await request.body())
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    # As bytes: compare_digest refuses a str holding non-ASCII (a header is latin-1), a TypeError.
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise AuthError("invalid HMAC signature")
     async with container.pool.connection() as conn:
         claimed = await (await conn.execute(_CLAIM_NONCE, (expected, client_id, keep_until))).fetchone()

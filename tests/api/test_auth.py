@@ -133,6 +133,15 @@ def test_hmac_unknown_client_wrong_secret_and_read_only_client(db: Pool, http: h
     assert _error(http.get(SEARCH, headers=partial), 401)
 
 
+def test_hmac_signature_with_non_ascii_characters_is_401(db: Pool, http: httpx.Client) -> None:
+    # Header values arrive as latin-1; a signature holding é or ÿ is just wrong, not a server error.
+    for garbage in (b"\xe9" * 64, b"\xff", b"a" * 63 + b"\xe9"):
+        signed = _signed("ops", "GET", SEARCH)
+        headers = [(name.encode(), value.encode()) for name, value in signed.items() if name != "X-Signature"]
+        headers.append((b"X-Signature", garbage))
+        assert "invalid HMAC signature" in _error(http.get(SEARCH, headers=headers), 401)["message"]
+
+
 def test_hmac_scope_rule() -> None:
     clients = hmac_clients({"ops": "a", "shop:read": "b"})
     assert clients["ops"].scopes == {"read", "admin"}
