@@ -6,6 +6,7 @@
 - `POST /_sim/stats/reset`      zero the counters
 - `GET|POST /_sim/config`       read or change knobs (partial JSON object of SimConfig fields)
 - `POST /_sim/churn`            apply {"events": N} churn events now; returns what changed
+- `POST /_sim/edit`             remove or reprice named stones now: {"remove": [id], "reprice": {id: cents}}
 - `POST /_sim/tokens/revoke`    forget every issued token (the server then calls them invalid)
 - `POST /_sim/tokens/expire`    expire every issued token now (the server then calls them expired)
 - `GET  /_sim/health`
@@ -83,6 +84,22 @@ def create_app(simulator: Simulator) -> Starlette:
             return _json({"error": f"'events' must be an integer 0-{MAX_CHURN_EVENTS}"}, 400)
         return _json(simulator.apply_churn(events))
 
+    async def edit(request: Request) -> Response:
+        body = await _body_object(request)
+        if isinstance(body, Response):
+            return body
+        remove, reprice = body.get("remove", []), body.get("reprice", {})
+        valid = (
+            set(body) <= {"remove", "reprice"}
+            and isinstance(remove, list)
+            and all(isinstance(sid, str) for sid in remove)
+            and isinstance(reprice, dict)
+            and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in reprice.values())
+        )
+        if not valid:
+            return _json({"error": "expected {'remove': [diamond id, ...], 'reprice': {diamond id: cents > 0}}"}, 400)
+        return _json(simulator.edit(remove=remove, reprice=reprice))
+
     async def revoke_tokens(_: Request) -> Response:
         return _json({"revoked": simulator.tokens.revoke_all()})
 
@@ -111,6 +128,7 @@ def create_app(simulator: Simulator) -> Starlette:
             Route("/_sim/config", get_config, methods=["GET"]),
             Route("/_sim/config", set_config, methods=["POST"]),
             Route("/_sim/churn", churn, methods=["POST"]),
+            Route("/_sim/edit", edit, methods=["POST"]),
             Route("/_sim/tokens/revoke", revoke_tokens, methods=["POST"]),
             Route("/_sim/tokens/expire", expire_tokens, methods=["POST"]),
             Route("/_sim/health", health, methods=["GET"]),

@@ -18,7 +18,7 @@ import random
 import resource
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -156,6 +156,28 @@ class Simulator:
             "applied": len(applied),
             "by_kind": dict(Counter(event.kind for event in applied)),
             "events": [self.churn.describe(event) for event in applied],
+        }
+
+    def edit(self, *, remove: Sequence[str] = (), reprice: Mapping[str, int] | None = None) -> dict[str, Any]:
+        """Change named stones now, as churn does: remove them, or reprice them (cents; this stamps
+        updatedAt). Tests stage exact changes with it; ids of no live stone are returned as unknown."""
+        inventory = self.inventory
+        reprice = reprice or {}
+        alive = inventory.column("alive")
+        live = sorted(row for row in ids.rows_of(inventory.seed, "diamond", [*remove, *reprice]) if alive[row])
+        row_of = dict(zip(ids.ids_of(inventory.seed, "diamond", live), live, strict=True))
+        stamp = inventory.stamp(_now_ms())
+        for sid in remove:
+            if sid in row_of:
+                inventory.remove(row_of[sid])
+        for sid, cents in reprice.items():
+            if sid in row_of:
+                inventory.reprice(row_of[sid], cents, stamp)
+        self.cache.rows_changed(np.array(live, dtype=np.int64))
+        return {
+            "removed": sum(sid in row_of for sid in remove),
+            "repriced": sum(sid in row_of for sid in reprice),
+            "unknown": [sid for sid in (*remove, *reprice) if sid not in row_of],
         }
 
     def reset_stats(self) -> None:
