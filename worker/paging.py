@@ -8,24 +8,22 @@ silently skip the stone that slides across the page boundary.
 
 So pages overlap by one stone: each page is requested at the offset of the previous page's last
 stone (the anchor), and must start with it. If it does not, stones ahead of the cursor left, and
-the worker repositions on the last stone it has already seen (see `locate_resume_point`) before
-going on. A page that holds nothing after the anchor (or nothing at all) ends the partition: a
-short page is not the end.
+the worker repositions on the last stone it has already seen (see `ResumeSearch`) before going on.
+A page that holds nothing after the anchor (or nothing at all) ends the partition: a short page is
+not the end.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# Drift recovery looks back this many windows within one message before paging again from the start.
-MAX_STEP_BACKS = 20
 
 
 class StepKind(StrEnum):
@@ -67,11 +65,6 @@ def interpret_page(offset: int, anchor_id: str | None, ids: Sequence[str | None]
     return PageStep(StepKind.ADVANCE, offset + len(ids), None, new_ids)
 
 
-def step_back_offset(offset: int, limit: int) -> int:
-    """Where to look for already-seen stones when the anchor moved: the window ending at `offset`."""
-    return max(0, offset - (limit - 1))
-
-
 def locate_resume_point(window_offset: int, ids: Sequence[str | None], seen: Collection[str]) -> tuple[int, str] | None:
     """The position and id of the LAST already-seen stone in a window, or None if it has none.
 
@@ -83,6 +76,41 @@ def locate_resume_point(window_offset: int, ids: Sequence[str | None], seen: Col
         if sid is not None and sid in seen:
             return window_offset + index, sid
     return None
+
+
+@dataclass(frozen=True)
+class ResumeSearch:
+    """Drift recovery's knowledge: the last seen stone found so far and where unseen stones begin.
+
+    The stones this run has seen form a prefix of the partition's current order (the order is
+    stable and nothing enters the window), so the end of that prefix is found by looking back from
+    the drifted offset in doubling steps, then bisecting: a few requests however many stones left.
+    Paging resumes on a seen stone (an anchor the next page checks again) or, when none is left
+    before the offset, from 0; never from a guessed offset, which would skip the stones before it.
+    """
+
+    unseen_from: int  # every position at or after this one holds a stone not seen yet
+    reach: int  # how far before `unseen_from` to look while no seen stone has been found
+    seen_at: tuple[int, str] | None = None  # position and id of the last seen stone found
+
+    @property
+    def done(self) -> bool:
+        last_seen = -1 if self.seen_at is None else self.seen_at[0]
+        return self.unseen_from <= last_seen + 1
+
+    def probe(self) -> int:
+        """The offset of the next window to fetch (only while not done)."""
+        if self.seen_at is None:
+            return max(0, self.unseen_from - self.reach)
+        return (self.seen_at[0] + self.unseen_from) // 2
+
+    def learn(self, window_offset: int, ids: Sequence[str | None], seen: Collection[str], limit: int) -> ResumeSearch:
+        found = locate_resume_point(window_offset, ids, seen)
+        if found is None:
+            return replace(self, unseen_from=window_offset, reach=self.reach * 2)
+        # A full window ending on a seen stone leaves the end of the prefix further on.
+        open_ended = found[0] == window_offset + len(ids) - 1 and len(ids) == limit
+        return replace(self, seen_at=found, unseen_from=self.unseen_from if open_ended else found[0] + 1)
 
 
 def offset_cap(estimated_records: int, factor: Decimal, limit: int) -> int:
@@ -114,18 +142,15 @@ async def fetch_step(
     step = interpret_page(offset, anchor_id, [id_of(item) for item in items])
     if step.kind is not StepKind.DRIFT:
         return Page(step, items)
-    window_offset = offset
-    for _ in range(MAX_STEP_BACKS):
-        window_offset = step_back_offset(window_offset, limit)
+    search = ResumeSearch(unseen_from=offset, reach=max(1, limit - 1))
+    lookups = 0
+    while not search.done:
+        window_offset = search.probe()
         window_ids = [id_of(item) for item in await fetch(window_offset)]
         seen = await already_seen([sid for sid in window_ids if sid is not None])
-        found = locate_resume_point(window_offset, window_ids, seen)
-        if found is not None:
-            position, anchor = found
-            # Routine when stones leave the feed during a run; the partition's completion counts them.
-            log.info("drift: repositioned from offset %d to %d", offset, position)
-            return Page(PageStep(StepKind.DRIFT, position, anchor), [])
-        if window_offset == 0:
-            break
-    log.warning("drift: no seen stone found near offset %d; paging again from %d", offset, window_offset)
-    return Page(PageStep(StepKind.DRIFT, window_offset, None), [])
+        search = search.learn(window_offset, window_ids, seen, limit)
+        lookups += 1
+    position, anchor = search.seen_at or (0, None)
+    # Routine when stones leave the feed during a run; the partition's completion counts them.
+    log.info("drift: repositioned from offset %d to %d in %d look-ups", offset, position, lookups)
+    return Page(PageStep(StepKind.DRIFT, position, anchor), [])

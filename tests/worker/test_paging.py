@@ -119,3 +119,36 @@ async def test_without_drift_the_overlap_costs_one_request_per_page_and_one_to_f
     seen = await page_through(feed)
     assert len(seen) == 1000
     assert feed.requests == -(-999 // (LIMIT - 1)) + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(0, 3000),
+    removals=st.lists(st.integers(0, 1500), max_size=6),
+    seed=st.integers(0, 2**32),
+)
+async def test_mass_departures_skip_no_stone_that_stays(size: int, removals: list[int], seed: int) -> None:
+    # More stones than the old look-back (20 windows) covered leave between two pages.
+    feed = ShrinkingFeed(size, [0] * 10 + removals, seed)
+    seen = await page_through(feed)
+    stayed = set(feed.stones)
+    assert stayed <= seen, f"missed {sorted(stayed - seen)[:5]}"
+
+
+async def test_drift_recovery_finds_the_last_seen_stone_in_a_few_requests() -> None:
+    stones = [f"s{i:05d}" for i in range(3000)]
+    seen = set(stones[:1500])
+    del stones[100:1300]  # 1,200 seen stones left; the cursor was at 1,499 (the anchor)
+    requests = 0
+
+    async def fetch(offset: int) -> list[str]:
+        nonlocal requests
+        requests += 1
+        return stones[offset : offset + LIMIT]
+
+    async def already_seen(ids: list[str]) -> set[str]:
+        return seen & set(ids)
+
+    page = await fetch_step(fetch, lambda s: s, already_seen, offset=1499, anchor_id="s01499", limit=LIMIT)
+    assert (page.step.kind, page.step.next_offset, page.step.anchor_id) == (StepKind.DRIFT, 299, "s01499")
+    assert requests <= 12
