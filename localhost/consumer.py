@@ -40,6 +40,9 @@ async def _renew_until_done(bus: LocalBus, message: ReceivedMessage) -> None:
         except MessageLockLostError:
             log.warning("lost the lock while handling %s", message.message_id)
             return
+        except Exception as exc:
+            # A busy pool or a dropped connection: the lock still holds for a while, try again.
+            log.warning("could not renew the lock on %s: %s", message.message_id, exc)
 
 
 async def settle(bus: LocalBus, message: ReceivedMessage, handler: MessageHandler) -> str:
@@ -102,3 +105,7 @@ async def consume(
                 await settle(bus, message, handler)
             except MessageLockLostError as exc:
                 log.warning("%s", exc)
+            except Exception as exc:
+                # Settling failed (the database may be restarting): the message stays locked, is
+                # delivered again when its lock expires, and this consumer carries on.
+                log.warning("could not settle %s on %s: %s", message.message_id, queue, exc)

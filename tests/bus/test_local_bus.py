@@ -9,26 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from localhost.consumer import settle
-from shared.bus.local import BusListener, LocalBus, MessageLockLostError
-from shared.bus.port import OutgoingMessage, QueueNames
+from shared.bus.local import BusListener, MessageLockLostError
 from shared.db.pool import Pool
-
-QUEUES = QueueNames("work-items", "work-done", "consolidate")
-Q = QUEUES.work_items
-
-
-def make_bus(pool: Pool, *, lock: float = 30, max_deliveries: int = 3, window: float = 600) -> LocalBus:
-    return LocalBus(
-        pool,
-        QUEUES,
-        lock_duration=timedelta(seconds=lock),
-        max_delivery_count=max_deliveries,
-        duplicate_window=timedelta(seconds=window),
-    )
-
-
-def message(message_id: str, **extra: object) -> OutgoingMessage:
-    return OutgoingMessage(Q, message_id, {"n": message_id}, **extra)  # type: ignore[arg-type]
+from tests.bus.support import Q, make_bus, message
 
 
 async def test_a_received_message_is_invisible_until_completed(db: Pool) -> None:

@@ -1,0 +1,87 @@
+"""The local host's consumers, settling as the Functions host would, against a database that fails
+under them: a busy pool, connections killed between the handler and the settle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest_asyncio
+
+from localhost.consumer import consume, settle
+from shared.bus.local import BusListener, ReceivedMessage
+from shared.db.pool import Pool, open_pool
+from tests.bus.support import Q, make_bus, message
+from tests.conftest import make_settings
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def small_pool(db: Pool, database_url: str, tmp_path: Path) -> AsyncIterator[Pool]:
+    """A one-connection pool whose waits give up after 0.3 s, named so a test can kill its connections."""
+    settings = make_settings(database_url, tmp_path, db_pool_min_size=1, db_pool_max_size=1)
+    pool = await open_pool(database_url, settings, name="bus-small")
+    pool.timeout = 0.3
+    yield pool
+    await pool.close()
+
+
+def kill_idle_connections(database_url: str, application_name: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        cur = admin.execute(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+               WHERE application_name = %s AND state = 'idle'""",
+            (application_name,),
+        )
+        row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_renewal_the_pool_cannot_serve_is_retried_and_the_message_completes(small_pool: Pool) -> None:
+    # Lock 3 s, renewals every 1 s. The handler holds the pool's only connection past the first
+    # renewal (which times out), then works without it past the lock's first expiry.
+    bus = make_bus(small_pool, lock=3)
+    await bus.send([message("slow")])
+    [received] = await bus.receive(Q)
+
+    async def slow(_: ReceivedMessage) -> None:
+        async with small_pool.connection() as conn:
+            await conn.execute("SELECT pg_sleep(1.5)")
+        await asyncio.sleep(2.5)
+
+    assert await settle(bus, received, slow) == "completed"
+    assert (await bus.depth())[Q] == 0
+
+
+async def test_a_consumer_outlives_a_settle_that_fails_and_the_message_comes_back(
+    small_pool: Pool, database_url: str
+) -> None:
+    bus = make_bus(small_pool, lock=2)
+    await bus.send([message("m0"), message("m1"), message("m2")])
+    handled: list[tuple[str, int]] = []
+    all_handled = asyncio.Event()
+
+    async def handler(received: ReceivedMessage) -> None:
+        handled.append((received.message_id, received.delivery_count))
+        if len(handled) == 4:
+            all_handled.set()
+        if len(handled) == 1:
+            # The complete that follows finds its connection gone (a database restart).
+            assert kill_idle_connections(database_url, "diamond-opus:bus-small") == 1
+
+    stop = asyncio.Event()
+    listener = BusListener(database_url)
+    await listener.start()
+    consumer = asyncio.create_task(consume(bus, listener, Q, handler, stop=stop))
+    waiting = asyncio.create_task(all_handled.wait())
+    try:
+        await asyncio.wait({waiting, consumer}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        stop.set()
+        await asyncio.wait_for(consumer, 5)
+        await listener.stop()
+    # m0's complete failed: it was delivered again once its lock expired, and m1, m2 were not stranded.
+    assert sorted(handled) == [("m0", 1), ("m0", 2), ("m1", 1), ("m2", 1)]
+    assert (await bus.depth())[Q] == 0
