@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from uuid import UUID
 
@@ -116,33 +116,36 @@ _INTEGER = re.compile(r"^-?[0-9]{1,9}$")
 
 
 def check_position(key: SortKey, position: Position) -> Position:
-    """A position comes from a client (inside the cursor): refuse anything the cast would reject."""
+    """A position comes from a client (inside the cursor): refuse anything the cast would reject,
+    and hand PostgreSQL the id and a timestamp in one canonical form. Python reads forms that
+    PostgreSQL does not (`urn:uuid:...`, ISO week dates, offsets beyond ±15:59)."""
     try:
-        UUID(position.id)
+        ident = str(UUID(position.id))
     except ValueError:
         raise ParameterError("cursor", "malformed cursor") from None
     value = position.value
     if value is None:
         if not key.nullable:
             raise ParameterError("cursor", "malformed cursor")
-        return position
-    valid = {
-        "numeric": lambda: bool(_NUMERIC.fullmatch(value)),
-        "integer": lambda: bool(_INTEGER.fullmatch(value)),
-        "timestamptz": lambda: _is_timestamp(value),
-        "text": lambda: "\x00" not in value and len(value) <= 500,
+        return Position(None, ident)
+    canonical = {
+        "numeric": lambda: value if _NUMERIC.fullmatch(value) else None,
+        "integer": lambda: value if _INTEGER.fullmatch(value) else None,
+        "timestamptz": lambda: _utc_timestamp(value),
+        "text": lambda: value if "\x00" not in value and len(value) <= 500 else None,
     }[key.cast]()
-    if not valid:
+    if canonical is None:
         raise ParameterError("cursor", "malformed cursor")
-    return position
+    return Position(canonical, ident)
 
 
-def _is_timestamp(value: str) -> bool:
+def _utc_timestamp(value: str) -> str | None:
+    """The instant in UTC ISO form, or None unless it is an ISO timestamp with an offset."""
     try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+        instant = datetime.fromisoformat(value)
+        return instant.astimezone(UTC).isoformat() if instant.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: an offset pushing year 1 or 9999 out of range
+        return None
 
 
 @dataclass(frozen=True)

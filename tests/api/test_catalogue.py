@@ -3,6 +3,8 @@ response shapes, bounded counts, ETag/304, gzip and the page cache."""
 
 from __future__ import annotations
 
+import base64
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -185,6 +187,39 @@ def test_a_cursor_is_bound_to_its_sort_and_filters(
     other_filters = _search(http, keys, {"limit": 1, "sort": "price", "shape": "OVAL", "cursor": cursor})
     assert other_filters.status_code == 422
     assert "filters" in other_filters.json()["error"]["details"][0]["message"]
+
+
+def _cursor_fields(cursor: str) -> dict[str, Any]:
+    fields: dict[str, Any] = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    return fields
+
+
+def _retouched(cursor: str, **fields: str) -> str:
+    """The cursor with some of its JSON fields replaced (as a client could)."""
+    body = {**_cursor_fields(cursor), **fields}
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
+
+
+def test_a_tampered_cursor_position_is_422_or_read_as_postgresql_would(
+    stones: dict[str, dict[str, Any]], http: httpx.Client, keys: Keys
+) -> None:
+    cursor = _search(http, keys, {"limit": 1}).json()["pagination"]["next_cursor"]
+    # A timestamp with no offset (a real cursor always has one), or before year 1 in UTC.
+    for instant in ("2026-01-01T00:00:00", "0001-01-01T00:00:00+05:00"):
+        response = _search(http, keys, {"limit": 1, "cursor": _retouched(cursor, v=instant)})
+        assert response.status_code == 422, (instant, response.text)
+        assert response.json()["error"]["details"][0]["parameter"] == "cursor"
+    # Python reads forms PostgreSQL's casts refused (a 500): an ISO week date, an offset past
+    # ±15:59, a urn:uuid id. They are handed on canonical: the page of the cursor they stand for.
+    future = _retouched(cursor, v="2999-01-01T00:00:00+00:00")
+    expected = _ids(_search(http, keys, {"limit": 2, "cursor": future}))
+    assert expected
+    for instant in ("2999-W01-2T00:00:00+00:00", "2999-01-01T20:00:00+20:00"):  # 2999-W01-2 is 1 January
+        assert _ids(_search(http, keys, {"limit": 2, "cursor": _retouched(future, v=instant)})) == expected
+    urn = _retouched(cursor, i="urn:uuid:" + _cursor_fields(cursor)["i"])
+    assert _ids(_search(http, keys, {"limit": 2, "cursor": urn})) == _ids(
+        _search(http, keys, {"limit": 2, "cursor": cursor})
+    )
 
 
 def test_the_count_is_bounded_and_flagged_estimated(
