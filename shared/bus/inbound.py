@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 
 from shared.alerts import Alert, record_alert
 from shared.bootstrap import Container
+from shared.bus.pgtext import without_nul
 from shared.db.pool import Pool
 from shared.error_records import ErrorRecord, record_errors
 from shared.logs import log_context
@@ -50,12 +51,7 @@ class Inbound:
 
 # PostgreSQL's text and jsonb cannot hold U+0000, and a message that could not be recorded would
 # fail its dead-letter trigger on every delivery: NUL is kept as U+FFFD (JSON's escape as its text).
-_NUL = "\x00"
 _JSON_NUL = b"\\u0000"
-
-
-def _text(value: str) -> str:
-    return value.replace(_NUL, "\ufffd")
 
 
 def _json_value(value: Any) -> Jsonb:
@@ -70,20 +66,20 @@ def stored_body(body: bytes) -> Any:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
-    return {"raw": _text(body.decode("utf-8", errors="replace"))}
+    return {"raw": without_nul(body.decode("utf-8", errors="replace"))}
 
 
 def _stored_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
     # Application properties are flat: strings, numbers, booleans, bytes, UUIDs, times.
-    return {_text(str(k)): _text(v) if isinstance(v, str) else v for k, v in properties.items()}
+    return {without_nul(str(k)): without_nul(v) if isinstance(v, str) else v for k, v in properties.items()}
 
 
 async def record_dead_letter(
     pool: Pool, message: Inbound, *, source: DeadLetterSource, reason: str, description: str | None
 ) -> None:
     """Insert the message into dead_letters (listed and replayed by API, dashboard and CLI), with an alert."""
-    message_id, reason = _text(message.message_id), _text(reason)
-    description = _text(description) if description is not None else None
+    message_id, reason = without_nul(message.message_id), without_nul(reason)
+    description = without_nul(description) if description is not None else None
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             """INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason,
@@ -128,9 +124,9 @@ async def record_delivery_failure(pool: Pool, message: Inbound, exc: Exception) 
     failure = ErrorRecord(
         "bus",
         DELIVERY_FAILED,
-        _text(f"delivery {message.delivery_count} failed: {type(exc).__name__}: {exc}"),
+        without_nul(f"delivery {message.delivery_count} failed: {type(exc).__name__}: {exc}"),
         run_id=_run_id(message),
-        context={"queue": message.queue, "message_id": _text(message.message_id)},
+        context={"queue": message.queue, "message_id": without_nul(message.message_id)},
     )
     try:
         # Often the database itself is failing: do not hold the delivery for the pool's full timeout.
@@ -148,7 +144,7 @@ async def last_delivery_failure(pool: Pool, message: Inbound) -> str | None:
                WHERE run_id IS NOT DISTINCT FROM %s AND source = 'bus' AND code = %s
                  AND context->>'queue' = %s AND context->>'message_id' = %s
                ORDER BY occurred_at DESC, id DESC LIMIT 1""",
-            (_run_id(message), DELIVERY_FAILED, message.queue, _text(message.message_id)),
+            (_run_id(message), DELIVERY_FAILED, message.queue, without_nul(message.message_id)),
         )
         row = await cur.fetchone()
     return str(row[0]) if row else None

@@ -9,6 +9,7 @@
   copy was already consumed;
 - scheduled enqueue: `scheduled_at` keeps a message invisible until then;
 - competing consumers: receives use FOR UPDATE SKIP LOCKED;
+- U+0000, which Service Bus carries but PostgreSQL text and jsonb cannot, arrives as U+FFFD;
 - low idle cost: senders NOTIFY, receivers LISTEN (with a poll as a safety net).
 """
 
@@ -23,10 +24,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import orjson
 import psycopg
 from psycopg.rows import dict_row
 
+from shared.bus.pgtext import json_text, without_nul
 from shared.bus.port import OutgoingMessage, QueueNames
 from shared.db.pool import Pool
 
@@ -177,12 +178,12 @@ class LocalBus:
                 {
                     "channel": NOTIFY_CHANNEL,
                     "queues": [m.queue for m in batch],
-                    "ids": [m.message_id for m in batch],
+                    "ids": [without_nul(m.message_id) for m in batch],
                     # Binary text arrays of pre-encoded JSON: psycopg's text format escapes every
                     # character with a regular expression.
-                    "bodies": [orjson.dumps(dict(m.body)).decode() for m in batch],
-                    "props": [orjson.dumps(dict(m.application_properties)).decode() for m in batch],
-                    "correlations": [m.correlation_id for m in batch],
+                    "bodies": [json_text(dict(m.body)) for m in batch],
+                    "props": [json_text(dict(m.application_properties)) for m in batch],
+                    "correlations": [m.correlation_id and without_nul(m.correlation_id) for m in batch],
                     "visible": [m.scheduled_at for m in batch],
                     "window": self.duplicate_window,
                     "no_dedup": self.duplicate_window <= timedelta(0),
@@ -236,8 +237,8 @@ class LocalBus:
                     "id": message.id,
                     "token": message.lock_token,
                     "source": source,
-                    "reason": reason,
-                    "description": description,
+                    "reason": without_nul(reason),
+                    "description": description and without_nul(description),
                 },
             )
             if cur.rowcount != 1:

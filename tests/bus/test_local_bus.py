@@ -10,6 +10,7 @@ import pytest
 
 from localhost.consumer import settle
 from shared.bus.local import BusListener, MessageLockLostError
+from shared.bus.port import OutgoingMessage
 from shared.db.pool import Pool
 from tests.bus.support import Q, make_bus, message
 
@@ -159,3 +160,25 @@ async def test_a_handler_failing_on_the_last_delivery_dead_letters_with_its_erro
             ("MaxDeliveryCountExceeded", "delivery 2 of 2 failed: the feed answered 503", 2)
         ]
     assert (await bus.depth())[Q] == 0
+
+
+async def test_nul_characters_arrive_as_replacement_characters(db: Pool) -> None:
+    # Service Bus carries U+0000; PostgreSQL text and jsonb refuse it, which failed the whole send.
+    bus = make_bus(db)
+    body = {"error": "feed said \x00", "k\x00": [{"deep": "a\x00b"}], "escaped": "\\u0000 is text"}
+    await bus.send(
+        [OutgoingMessage(Q, "id\x00", body, correlation_id="trace\x00", application_properties={"p": "v\x00"})]
+    )
+    [received] = await bus.receive(Q)
+    assert received.message_id == "id\ufffd"
+    assert received.body == {
+        "error": "feed said \ufffd",
+        "k\ufffd": [{"deep": "a\ufffdb"}],
+        "escaped": "\\u0000 is text",
+    }
+    assert received.application_properties == {"p": "v\ufffd"}
+    assert received.correlation_id == "trace\ufffd"
+    await bus.dead_letter(received, reason="Poison\x00", description="handler said \x00")
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT message_id, reason, description FROM dead_letters")
+        assert await cur.fetchall() == [("id\ufffd", "Poison\ufffd", "handler said \ufffd")]
