@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from starlette.middleware.gzip import GZipMiddleware
 
 from api.background import Background
-from api.compression import GZIP_LEVEL, GZIP_MINIMUM_SIZE
+from api.compression import GZIP_LEVEL, GZIP_MINIMUM_SIZE, GZipNegotiation
 from api.errors import install_error_handlers
 from api.lru import Lru
 from api.openapi import install_openapi
@@ -71,7 +70,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.state.counts = Lru(4096)
     app.state.pages = Lru(PAGE_CACHE_ENTRIES, max_weight=page_cache_bytes, weigh=lambda page: page.size)
     install_error_handlers(app)
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
+    app.add_middleware(GZipNegotiation, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
     # The catalogue search parses and checks its own query (api/catalogue/params.py); a probe's
     # health check is not held to it.
     checked = [Depends(refuse_unknown_query)]

@@ -12,6 +12,7 @@ import httpx
 import psycopg
 import pytest
 
+from api.compression import gzip_accepted
 from shared.settings import Settings
 from tests.api.catalogue import bump_version, insert, stone
 from tests.api.conftest import Keys, served_client
@@ -270,6 +271,39 @@ def test_large_responses_are_gzipped(stones: Any, http: httpx.Client, keys: Keys
     assert response.status_code == 200
     assert response.headers["content-encoding"] == "gzip"
     assert len(response.json()["data"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "accepted"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("br, gzip;q=0.5", True),
+        ("x-gzip", True),
+        ("*", True),
+        ("", False),
+        ("identity", False),
+        ("gzip;q=0", False),
+        ("gzip ; Q=0.000, identity", False),
+        ("*, gzip;q=0", False),
+        ("*;q=0", False),
+        ("identity;q=0", False),
+        ("gzip;q=2", False),
+    ],
+)
+def test_gzip_is_negotiated_by_weight(accept_encoding: str, accepted: bool) -> None:
+    assert gzip_accepted(accept_encoding) is accepted
+
+
+def test_a_client_refusing_gzip_gets_no_gzip(stones: Any, http: httpx.Client, keys: Keys) -> None:
+    # Both ways out: a kept search page and a body the middleware compresses (the OpenAPI document).
+    for path in ("/api/v2/diamonds", "/api/v2/openapi.json"):
+        for refusal in ("gzip;q=0", "gzip;q=0, identity"):
+            response = http.get(path, headers={"X-API-Key": keys.read, "Accept-Encoding": refusal})
+            assert response.status_code == 200
+            assert "content-encoding" not in response.headers, (path, refusal)
+        upper = http.get(path, headers={"X-API-Key": keys.read, "Accept-Encoding": "GZIP"})
+        assert upper.headers["content-encoding"] == "gzip", path
 
 
 def test_pages_are_kept_until_the_catalogue_version_changes(
