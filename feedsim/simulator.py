@@ -72,6 +72,7 @@ class SimConfig(BaseModel):
     token_ttl_s: float = Field(6 * 3600.0, gt=0, description="life of tokens issued from now on")
     churn_per_s: float = Field(0.0, ge=0, description="churn events applied per second")
     hang_s: float = Field(120.0, gt=0, description="how long a 'timeout' request hangs")
+    clock_offset_ms: int = Field(0, description="the feed's clock minus true time; changes are stamped by it")
     username: str = "sim-user"
     password: str = "sim-password"
 
@@ -131,17 +132,21 @@ def rss_bytes() -> int:
 class Simulator:
     def __init__(self, spec: InventorySpec, config: SimConfig | None = None) -> None:
         self.spec = spec
-        anchor = spec.anchor_ms if spec.anchor_ms is not None else _now_ms()
+        self.config = config or SimConfig()
+        anchor = spec.anchor_ms if spec.anchor_ms is not None else self.clock_ms()
         self.inventory = Inventory.generate(spec.seed, spec.stones, anchor)
         self.cache = MatchCache(self.inventory)
         self.churn = ChurnEngine(self.inventory, self.cache, spec.seed)
         self.tokens = TokenStore()
         self.documents = gql.DocumentCache()
-        self.config = config or SimConfig()
         self.stats = SimStats()
         self._faults = random.Random(spec.seed ^ 0x5EED)
         self._window_second = 0
         self._window_count = 0
+
+    def clock_ms(self) -> int:
+        """The feed's own clock, which stamps updatedAt (it may run ahead of or behind ours)."""
+        return _now_ms() + self.config.clock_offset_ms
 
     # --- control surface -------------------------------------------------------------------
 
@@ -151,7 +156,7 @@ class Simulator:
         return self.config
 
     def apply_churn(self, events: int) -> dict[str, Any]:
-        applied = self.churn.apply(events, _now_ms())
+        applied = self.churn.apply(events, self.clock_ms())
         return {
             "applied": len(applied),
             "by_kind": dict(Counter(event.kind for event in applied)),
@@ -166,7 +171,7 @@ class Simulator:
         alive = inventory.column("alive")
         live = sorted(row for row in ids.rows_of(inventory.seed, "diamond", [*remove, *reprice]) if alive[row])
         row_of = dict(zip(ids.ids_of(inventory.seed, "diamond", live), live, strict=True))
-        stamp = inventory.stamp(_now_ms())
+        stamp = inventory.stamp(self.clock_ms())
         for sid in remove:
             if sid in row_of:
                 inventory.remove(row_of[sid])
@@ -255,7 +260,7 @@ class Simulator:
             due = int(carry)
             if due:
                 carry -= due
-                self.churn.apply(due, _now_ms())
+                self.churn.apply(due, self.clock_ms())
 
     # --- the GraphQL endpoint ----------------------------------------------------------------
 

@@ -118,6 +118,13 @@ def offset_cap(estimated_records: int, factor: Decimal, limit: int) -> int:
     return int(estimated_records * factor) + 2 * limit
 
 
+def estimate_at_cap(next_offset: int, recount: int, factor: Decimal, limit: int) -> int | None:
+    """At the cap, the partition's fresh count as its new estimate while the cap that gives is still
+    ahead (the partition grew since the scan); None when the pages outrun even the fresh count (a
+    runaway), which is a failure: the partition cannot be vouched complete, nor paged for ever."""
+    return recount if next_offset < offset_cap(recount, factor, limit) else None
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     step: PageStep

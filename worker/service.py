@@ -23,6 +23,7 @@ from shared.bootstrap import Container
 from shared.bus.port import publish
 from shared.error_records import ErrorRecord, record_errors
 from shared.feed.errors import FeedError, FeedTransientError
+from shared.feed.query import DiamondQuery
 from shared.logs import log_context
 from shared.messages import WorkItem
 from shared.raw_store import seen_ids, stone_id, to_raw_items, upsert_raw
@@ -36,7 +37,7 @@ from shared.runs import (
     work_done_for,
     work_item_for,
 )
-from worker.paging import Page, PageStep, StepKind, fetch_step, offset_cap
+from worker.paging import Page, PageStep, StepKind, estimate_at_cap, fetch_step, offset_cap
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,12 @@ async def process_work_item(container: Container, item: WorkItem, *, last_delive
         await _mark_running(container, run, partition, item)
         try:
             page = await _fetch_step(container, run, item)
+            estimate = await _estimate(container, run, item, page.step)
         except FeedError as exc:
             if isinstance(exc, FeedTransientError) and not last_delivery:
                 raise
             return await _fail(container, run, item, f"{type(exc).__name__}: {exc}")
-        return await _store_step(container, run, item, page.step, page.items)
+        return await _store_step(container, run, item, page.step, page.items, estimate)
 
 
 async def _mark_running(container: Container, run: RunRecord, partition: PartitionRecord, item: WorkItem) -> None:
@@ -119,8 +121,25 @@ async def _mark_running(container: Container, run: RunRecord, partition: Partiti
         )
 
 
+def _query(run: RunRecord, item: WorkItem) -> DiamondQuery:
+    return partition_query(run_query(run.feed, run), item.min_price, item.max_price)
+
+
+async def _estimate(container: Container, run: RunRecord, item: WorkItem, step: PageStep) -> int | None:
+    """The partition's estimate after this step; None for a runaway (see `estimate_at_cap`).
+
+    Below the cap it is unchanged. At the cap the partition is counted again: its density can
+    have changed since the scan (stones listed late with an updatedAt inside the window)."""
+    factor = container.settings.worker_offset_cap_factor
+    if step.kind is not StepKind.ADVANCE or step.next_offset < offset_cap(item.estimated_records, factor, item.limit):
+        return item.estimated_records
+    recount = await container.feed.count(_query(run, item))
+    log.info("partition at its offset cap %d: the feed now counts %d stones", step.next_offset, recount)
+    return estimate_at_cap(step.next_offset, recount, factor, item.limit)
+
+
 async def _fetch_step(container: Container, run: RunRecord, item: WorkItem) -> Page[dict[str, Any]]:
-    query = partition_query(run_query(run.feed, run), item.min_price, item.max_price)
+    query = _query(run, item)
 
     async def fetch(offset: int) -> list[dict[str, Any]]:
         return await container.feed.search(query, offset=offset, limit=item.limit)
@@ -135,14 +154,23 @@ async def _fetch_step(container: Container, run: RunRecord, item: WorkItem) -> P
 
 
 async def _store_step(
-    container: Container, run: RunRecord, item: WorkItem, step: PageStep, items: Sequence[Mapping[str, Any]]
+    container: Container,
+    run: RunRecord,
+    item: WorkItem,
+    step: PageStep,
+    items: Sequence[Mapping[str, Any]],
+    estimate: int | None,
 ) -> PageResult:
     raw_items, rejects = to_raw_items(items)
     new_ids = set(step.new_ids)
     # The anchor was judged on the page before, where it was new: a refused anchor is recorded once.
     rejects = [r for r in rejects if r.supplier_stone_id is None or r.supplier_stone_id in new_ids]
-    cap = offset_cap(item.estimated_records, container.settings.worker_offset_cap_factor, item.limit)
-    finish = step.kind is StepKind.FINISH or (step.kind is StepKind.ADVANCE and step.next_offset >= cap)
+    runaway = estimate is None
+    finish = step.kind is StepKind.FINISH or runaway
+    cap_error = (
+        f"partition passed its safety cap at offset {step.next_offset}: the feed counts fewer stones than "
+        f"its pages list (estimate {item.estimated_records})"
+    )
     errors = [
         ErrorRecord(
             "worker",
@@ -155,35 +183,46 @@ async def _store_step(
         )
         for reject in rejects
     ]
-    if finish and step.kind is StepKind.ADVANCE:
-        errors.append(
-            ErrorRecord(
-                "worker",
-                "offset_cap",
-                f"partition reached its safety cap at offset {step.next_offset} (estimate {item.estimated_records})",
-                run.run_id,
-                item.partition_id,
-                run.feed,
-            )
-        )
+    if runaway:
+        errors.append(ErrorRecord("worker", "offset_cap", cap_error, run.run_id, item.partition_id, run.feed))
     # Stones stored, as the run's seen-set holds them: a refused stone is counted by its error record.
     new_stones = len(new_ids.intersection(raw.supplier_stone_id for raw in raw_items))
     try:
         async with container.pool.connection() as conn, conn.transaction():
             changed = await upsert_raw(conn, feed=run.feed, run_id=run.run_id, items=raw_items)
-            partition = await _advance(conn, item, step, finish=finish, seen=new_stones, changed=changed)
+            partition = await _advance(
+                conn,
+                item,
+                step,
+                finish=finish,
+                seen=new_stones,
+                changed=changed,
+                estimate=item.estimated_records if estimate is None else estimate,
+                error=cap_error if runaway else None,
+            )
             if partition is None:
                 raise _Superseded
             await record_errors(conn, errors)
             if finish:
                 await conn.execute(
-                    """UPDATE worker_runs SET status = 'completed', completed_at = now(), records_processed = %s
+                    """UPDATE worker_runs SET status = %s, completed_at = now(), records_processed = %s,
+                           error_message = %s
                        WHERE run_id = %s AND partition_id = %s AND attempt = %s""",
-                    (partition.records_seen, run.run_id, item.partition_id, item.attempt),
+                    (
+                        partition.status,
+                        partition.records_seen,
+                        partition.error,
+                        run.run_id,
+                        item.partition_id,
+                        item.attempt,
+                    ),
                 )
     except _Superseded:
         return PageResult(Outcome.STALE)  # a concurrent copy of this message got there first; rolled back
     await _send_follow_up(container, run, partition)
+    if runaway:
+        log.error("partition failed: %s", cap_error)
+        return PageResult(Outcome.FAILED, new_stones, changed)
     if finish:
         log.info(
             "partition completed: %d stones in %d pages, %d drift repositioning(s)",
@@ -205,9 +244,10 @@ _ADVANCE = f"""
 UPDATE partition_progress
 SET next_offset = %(next)s, last_page_offset = %(offset)s, anchor_id = %(anchor)s,
     pages = pages + 1, records_seen = records_seen + %(seen)s, records_changed = records_changed + %(changed)s,
-    drift_recoveries = drift_recoveries + %(drift)s,
-    status = CASE WHEN %(finish)s THEN 'completed' ELSE status END,
-    completed_at = CASE WHEN %(finish)s THEN now() END,
+    drift_recoveries = drift_recoveries + %(drift)s, estimated_records = %(estimate)s,
+    status = CASE WHEN %(error)s::text IS NOT NULL THEN 'failed' WHEN %(finish)s THEN 'completed' ELSE status END,
+    error = coalesce(%(error)s, error),
+    completed_at = CASE WHEN %(finish)s AND %(error)s::text IS NULL THEN now() END,
     updated_at = now()
 WHERE run_id = %(run)s AND partition_id = %(pid)s AND next_offset = %(offset)s AND attempts = %(attempt)s
   AND drift_recoveries = %(drift_before)s AND status IN ('pending', 'running')
@@ -216,9 +256,18 @@ RETURNING {PARTITION_COLUMNS}
 
 
 async def _advance(
-    conn: Conn, item: WorkItem, step: PageStep, *, finish: bool, seen: int, changed: int
+    conn: Conn,
+    item: WorkItem,
+    step: PageStep,
+    *,
+    finish: bool,
+    seen: int,
+    changed: int,
+    estimate: int,
+    error: str | None,
 ) -> PartitionRecord | None:
-    """The compare-and-set on the partition's offset; None when this message is no longer current."""
+    """The compare-and-set on the partition's offset; None when this message is no longer current.
+    An `error` fails the partition instead of completing it."""
     cur = conn.cursor(row_factory=class_row(PartitionRecord))
     await cur.execute(
         _ADVANCE,
@@ -230,6 +279,8 @@ async def _advance(
             "changed": changed,
             "drift": int(step.kind is StepKind.DRIFT),
             "finish": finish,
+            "estimate": estimate,
+            "error": error,
             "run": item.run_id,
             "pid": item.partition_id,
             "attempt": item.attempt,

@@ -6,8 +6,10 @@ change to the feed can be staged at an exact point of the run through the simula
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from feedsim.embed import ThreadedSimulator, start_in_thread
-from feedsim.simulator import InventorySpec
+from feedsim.simulator import InventorySpec, SimConfig
 from scheduler.service import RunStarted, start_run
 from shared.bootstrap import Container, open_container
 from shared.db.pool import Pool
@@ -109,3 +111,48 @@ async def test_many_stones_leaving_behind_the_cursor_skip_none_of_the_stones_tha
     assert partition.status == "completed"
     assert partition.drift_recoveries >= 1
     assert partition.records_seen == len(set(stored)), "a stone was counted twice"
+
+
+def per_carat(stone: dict[str, Any]) -> Fraction:
+    return Fraction(stone["price_cents"], round(stone["carats"] * 100))
+
+
+def cents_for(stone: dict[str, Any], dollars_per_carat: Fraction) -> int:
+    """A price in cents that puts `stone` at (or just above) `dollars_per_carat`."""
+    return math.ceil(dollars_per_carat * round(stone["carats"] * 100))
+
+
+async def test_a_partition_that_grows_past_its_cap_is_paged_to_its_end(
+    db: Pool, database_url: str, tmp_path: Path
+) -> None:
+    # The feed's clock runs 10 minutes behind ours, so stones repriced during the run are stamped
+    # inside its window and move between partitions: partition-0 grows well past its estimate.
+    sim = start_in_thread(InventorySpec(seed=23, stones=2_000), SimConfig(clock_offset_ms=-600_000))
+    try:
+        async with planned(
+            database_url, tmp_path, sim, max_workers_full=2, min_records_per_worker=50, worker_page_size=10
+        ) as (container, started):
+            first, second = started.partitions
+            assert first.max_price is not None
+            truth = {s["supplier_stone_id"]: s for s in await ground_truth(sim)}
+            in_run = expected_ids(list(truth.values()), FEED, started.run.updated_to)
+            movers = sorted(sid for sid in in_run if per_carat(truth[sid]) >= second.min_price)
+            moved: dict[str, int] = {}
+
+            async def move_into_first(state: PartitionRecord) -> None:
+                if state.partition_id == first.partition_id and state.pages == 2 and not moved:
+                    moved.update({sid: cents_for(truth[sid], Fraction(first.max_price)) for sid in movers})
+                    await edit(sim, reprice=moved)
+
+            await page_run(container, started, move_into_first)
+            async with container.pool.connection() as conn:
+                states = {p.partition_id: p for p in await load_partitions(conn, started.run.run_id)}
+            after = expected_ids(await ground_truth(sim), FEED, started.run.updated_to)
+    finally:
+        sim.stop()
+    assert len(moved) > first.estimated_records, "partition-0 did not grow past its cap"
+    unchanged = (in_run & after) - set(moved)
+    missed = unchanged - set(await stored_ids(db))
+    assert not missed, f"{len(missed)} stones that never changed were not fetched"
+    assert states[first.partition_id].status == "completed"
+    assert states[first.partition_id].estimated_records > first.estimated_records, "the estimate was not raised"
