@@ -4,7 +4,8 @@ query parameters an operation does not take."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Final
+from types import UnionType
+from typing import Any, Final, Union, get_args, get_origin
 from weakref import finalize
 
 from fastapi import Request
@@ -51,35 +52,46 @@ ERROR_RESPONSES: Final = responses(304, 401, 403, 404, 422)
 ADMIN_RESPONSES: Final = responses(401, 403, 404, 409, 422)
 
 
-def _query_names(dependant: Dependant) -> Iterator[str]:
+def takes_several(annotation: Any) -> bool:
+    """`list[str]`, a tuple or a set, alone or in a union such as `list[str] | None`."""
+    arms = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return any(get_origin(arm) in (list, tuple, set, frozenset) for arm in arms)
+
+
+def _query_parameters(dependant: Dependant) -> Iterator[tuple[str, bool]]:
     for parameter in dependant.query_params:
-        yield parameter.alias
+        yield parameter.alias, takes_several(parameter.field_info.annotation)
     for dependency in dependant.dependencies:
-        yield from _query_names(dependency)
+        yield from _query_parameters(dependency)
 
 
 # By id (routes are unhashable); an entry leaves with its route, so a later route given the same id
 # (tests build many apps) never finds another's names.
-_DECLARED: dict[int, frozenset[str]] = {}
+_DECLARED: dict[int, dict[str, bool]] = {}
 
 
-def declared_query_parameters(route: APIRoute) -> frozenset[str]:
-    """The query parameters a route takes, its dependencies' included (computed once per route)."""
+def declared_query_parameters(route: APIRoute) -> dict[str, bool]:
+    """The query parameters a route takes, its dependencies' included, each with whether it takes
+    several values (computed once per route)."""
     names = _DECLARED.get(id(route))
     if names is None:
-        names = _DECLARED[id(route)] = frozenset(_query_names(route.dependant))
+        names = _DECLARED[id(route)] = dict(_query_parameters(route.dependant))
         finalize(route, _DECLARED.pop, id(route), None)
     return names
 
 
 async def refuse_unknown_query(request: Request) -> None:
     """A dependency: a query parameter the operation does not take is a 422. Ignoring it would
-    answer a typo (`?stauts=failed`) as if no filter had been asked for."""
+    answer a typo (`?stauts=failed`) as if no filter had been asked for. So is a single-valued one
+    given twice: FastAPI would take the last silently (`?status=failed&status=completed`)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    allowed = declared_query_parameters(route)
-    unknown = sorted(set(request.query_params) - allowed)
+    declared = declared_query_parameters(route)
+    unknown = sorted(set(request.query_params) - set(declared))
     if unknown:
-        takes = f"takes {', '.join(sorted(allowed))}" if allowed else "takes no query parameters"
+        takes = f"takes {', '.join(sorted(declared))}" if declared else "takes no query parameters"
         raise ParameterError(unknown[0], f"unknown parameter; this operation {takes}")
+    repeated = sorted(name for name in declared if not declared[name] and len(request.query_params.getlist(name)) > 1)
+    if repeated:
+        raise ParameterError(repeated[0], "given more than once")
