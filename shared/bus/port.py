@@ -39,6 +39,15 @@ class QueueNames:
         return (self.work_items, self.work_done, self.consolidate)
 
 
+# Service Bus Standard refuses a message over 256 KB (Premium allows more). The broker enforces it in
+# Azure; the local bus refuses the same, so a message that would fail in Azure fails locally too.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class MessageTooLargeError(ValueError):
+    """One message is larger than Service Bus accepts: it can never be sent."""
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     queue: str

@@ -21,13 +21,9 @@ from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.exceptions import MessageSizeExceededError
 
-from shared.bus.port import OutgoingMessage, QueueNames
+from shared.bus.port import MessageTooLargeError, OutgoingMessage, QueueNames
 
 CONTENT_TYPE = "application/json"
-
-
-class MessageTooLargeError(ValueError):
-    """One message is larger than a whole batch may be (256 KB on Standard): it can never be sent."""
 
 
 def to_sdk_message(message: OutgoingMessage) -> ServiceBusMessage:

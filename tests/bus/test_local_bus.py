@@ -10,7 +10,7 @@ import pytest
 
 from localhost.consumer import settle
 from shared.bus.local import BusListener, MessageLockLostError
-from shared.bus.port import OutgoingMessage
+from shared.bus.port import MAX_MESSAGE_BYTES, MessageTooLargeError, OutgoingMessage
 from shared.db.pool import Pool
 from tests.bus.support import Q, make_bus, message
 
@@ -182,3 +182,14 @@ async def test_nul_characters_arrive_as_replacement_characters(db: Pool) -> None
     async with db.connection() as conn:
         cur = await conn.execute("SELECT message_id, reason, description FROM dead_letters")
         assert await cur.fetchall() == [("id\ufffd", "Poison\ufffd", "handler said \ufffd")]
+
+
+async def test_a_message_larger_than_service_bus_accepts_is_refused_and_nothing_is_sent(db: Pool) -> None:
+    bus = make_bus(db)
+    fits = OutgoingMessage(Q, "fits", {"error": "x" * 200_000})
+    too_large = OutgoingMessage(Q, "too-large", {"error": "x" * (MAX_MESSAGE_BYTES + 1)})
+    with pytest.raises(MessageTooLargeError, match="too-large"):
+        await bus.send([fits, too_large])
+    assert (await bus.depth())[Q] == 0
+    await bus.send([fits])
+    assert [m.message_id for m in await bus.receive(Q)] == ["fits"]
