@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from scheduler.service import RunStarted, start_run
 from shared.bootstrap import Container, open_container
 from shared.db.pool import Pool
 from shared.runs import PartitionRecord, load_partitions, load_run_and_partition, work_item_for
-from tests.pipeline.conftest import expected_ids, ground_truth, pipeline_settings
+from tests.pipeline.conftest import expected_ids, ground_truth, in_default_query, pipeline_settings
 from worker.service import process_work_item
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -119,7 +122,7 @@ def per_carat(stone: dict[str, Any]) -> Fraction:
 
 def cents_for(stone: dict[str, Any], dollars_per_carat: Fraction) -> int:
     """A price in cents that puts `stone` at (or just above) `dollars_per_carat`."""
-    return math.ceil(dollars_per_carat * round(stone["carats"] * 100))
+    return math.ceil(dollars_per_carat * round(float(stone["carats"]) * 100))
 
 
 async def test_a_partition_that_grows_past_its_cap_is_paged_to_its_end(
@@ -134,6 +137,7 @@ async def test_a_partition_that_grows_past_its_cap_is_paged_to_its_end(
         ) as (container, started):
             first, second = started.partitions
             assert first.max_price is not None
+            top = Fraction(first.max_price)
             truth = {s["supplier_stone_id"]: s for s in await ground_truth(sim)}
             in_run = expected_ids(list(truth.values()), FEED, started.run.updated_to)
             movers = sorted(sid for sid in in_run if per_carat(truth[sid]) >= second.min_price)
@@ -141,7 +145,7 @@ async def test_a_partition_that_grows_past_its_cap_is_paged_to_its_end(
 
             async def move_into_first(state: PartitionRecord) -> None:
                 if state.partition_id == first.partition_id and state.pages == 2 and not moved:
-                    moved.update({sid: cents_for(truth[sid], Fraction(first.max_price)) for sid in movers})
+                    moved.update({sid: cents_for(truth[sid], top) for sid in movers})
                     await edit(sim, reprice=moved)
 
             await page_run(container, started, move_into_first)
@@ -156,3 +160,141 @@ async def test_a_partition_that_grows_past_its_cap_is_paged_to_its_end(
     assert not missed, f"{len(missed)} stones that never changed were not fetched"
     assert states[first.partition_id].status == "completed"
     assert states[first.partition_id].estimated_records > first.estimated_records, "the estimate was not raised"
+
+
+async def seen_by(pool: Pool, run_id: Any) -> set[str]:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT supplier_stone_id FROM run_seen_stones WHERE run_id = %s", (run_id,))
+        return {row[0] for row in await cur.fetchall()}
+
+
+def stones_at(
+    truth: list[dict[str, Any]], in_run: set[str], dollars_per_carat: Fraction, count: int, *, skip: int = 0
+) -> dict[str, int]:
+    """Reprices putting `count` stones of the run (from `skip` on) exactly at a price per carat."""
+    chosen = sorted(s["supplier_stone_id"] for s in truth if s["supplier_stone_id"] in in_run)[skip : skip + count]
+    by_id = {s["supplier_stone_id"]: s for s in truth}
+    return {sid: cents_for(by_id[sid], dollars_per_carat) for sid in chosen}
+
+
+async def test_skewed_prices_and_prices_on_every_edge_are_each_fetched_exactly_once(
+    db: Pool, database_url: str, tmp_path: Path, small_sim: ThreadedSimulator
+) -> None:
+    truth = await ground_truth(small_sim)
+    everything = expected_ids(truth, FEED, datetime.now(UTC) + timedelta(days=1))
+    # A third of the stones at one exact price, the rest on the edges of the scanned range
+    # ($300-$20,000/ct here), far above and below it, and a hair below the next cent.
+    staged = {
+        **stones_at(truth, everything, Fraction(1234), len(everything) // 3),
+        **stones_at(truth, everything, Fraction("1234.01") - Fraction(1, 10**4), 10, skip=300),
+        **stones_at(truth, everything, Fraction(20_000), 5, skip=310),
+        **stones_at(truth, everything, Fraction("20000.01"), 5, skip=315),
+        **stones_at(truth, everything, Fraction(150_000), 5, skip=320),
+        **stones_at(truth, everything, Fraction(300), 5, skip=325),
+        **stones_at(truth, everything, Fraction("299.99"), 5, skip=330),
+        **stones_at(truth, everything, Fraction(5), 5, skip=335),
+    }
+    await edit(small_sim, reprice=staged)
+    async with planned(
+        database_url,
+        tmp_path,
+        small_sim,
+        max_workers_full=6,
+        min_records_per_worker=20,
+        heatmap_min_price_per_carat=Decimal(300),
+        heatmap_max_price_per_carat=Decimal(20_000),
+    ) as (container, started):
+        await page_run(container, started)
+        async with container.pool.connection() as conn:
+            partitions = await load_partitions(conn, started.run.run_id)
+    expected = expected_ids(await ground_truth(small_sim), FEED, started.run.updated_to)
+    assert set(staged) <= expected
+    stored = await stored_ids(db)
+    assert sorted(stored) == sorted(expected)
+    assert sum(p.records_seen for p in partitions) == len(expected), "a stone was counted twice"
+    assert all(p.status == "completed" for p in partitions)
+    assert partitions[0].min_price == 0
+    assert partitions[-1].max_price is None
+    for below, above in pairwise(partitions):
+        assert below.max_price is not None
+        assert above.min_price == below.max_price + Decimal("0.01")
+    assert len(partitions) > 2
+    assert max(p.estimated_records for p in partitions) >= len(everything) // 3, "the one-price spike was split"
+
+
+async def test_an_incremental_window_starts_exactly_at_the_watermark(
+    db: Pool, database_url: str, tmp_path: Path, small_sim: ThreadedSimulator
+) -> None:
+    truth = await ground_truth(small_sim)
+    in_window = [s for s in truth if in_default_query(s, FEED, datetime.now(UTC), only_available=False)]
+    moments = sorted({datetime.fromisoformat(s["updated_at"]) for s in in_window})
+    watermark = moments[len(moments) // 2]
+    async with db.connection() as conn:
+        await conn.execute("INSERT INTO watermarks (feed, last_updated_at) VALUES (%s, %s)", (FEED, watermark))
+    settings = pipeline_settings(database_url, tmp_path, small_sim.endpoint, incremental_safety_buffer_minutes=0)
+    async with open_container(settings, database_url, feed_url=small_sim.endpoint) as container:
+        started = await start_run(container, feed=FEED, requested_by="test")
+        assert started is not None
+        assert started.run.run_type == "incremental"
+        assert started.run.updated_from == watermark
+        await page_run(container, started)
+    expected = {
+        s["supplier_stone_id"]
+        for s in truth
+        if in_default_query(s, FEED, started.run.updated_to, only_available=False)
+        and datetime.fromisoformat(s["updated_at"]) >= watermark
+    }
+    at_watermark = {s["supplier_stone_id"] for s in truth if datetime.fromisoformat(s["updated_at"]) == watermark}
+    assert at_watermark & expected, "no stone of the run was updated exactly at the watermark"
+    assert await seen_by(db, started.run.run_id) == expected
+
+
+async def test_a_feed_clock_behind_ours_is_covered_by_the_next_incremental_window(
+    db: Pool, database_url: str, tmp_path: Path
+) -> None:
+    # The feed stamps updatedAt 5 minutes behind our clock (the safety buffer is 15). A stone
+    # updated during run 2 gets a stamp inside run 2's window but behind its cursor: run 2 cannot
+    # see it, run 3 (from run 2's updated_to minus the buffer) must.
+    sim = start_in_thread(InventorySpec(seed=29, stones=2_000), SimConfig(clock_offset_ms=-300_000))
+    try:
+        truth = await ground_truth(sim)
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO watermarks (feed, last_updated_at) VALUES (%s, %s)",
+                (FEED, datetime.now(UTC) - timedelta(hours=1)),
+            )
+        settings = pipeline_settings(database_url, tmp_path, sim.endpoint, worker_page_size=5)
+        async with open_container(settings, database_url, feed_url=sim.endpoint) as container:
+            natural = expected_ids(truth, FEED, datetime.now(UTC))
+            staged = stones_at(truth, natural, Fraction(900), 40, skip=100)
+            await edit(sim, reprice=staged)  # gives run 2 something to page through
+            second = await start_run(container, feed=FEED, requested_by="test")
+            assert second is not None
+            assert second.run.run_type == "incremental"
+            oldest = sorted(natural - set(staged))[:5]
+            late: dict[str, int] = {}
+
+            async def update_passed_stones(state: PartitionRecord) -> None:
+                if state.pages == 2 and not late:
+                    late.update({sid: cents_for(by_id[sid], Fraction(900)) for sid in oldest})
+                    await edit(sim, reprice=late)
+
+            by_id = {s["supplier_stone_id"]: s for s in truth}
+            await page_run(container, second, update_passed_stones)
+            assert not set(late) & await seen_by(db, second.run.run_id), "run 2 was expected to miss them"
+            async with container.pool.connection() as conn:
+                # What the consolidator does when run 2 completes.
+                await conn.execute(
+                    "UPDATE run_metadata SET status = 'completed', completed_at = now() WHERE run_id = %s",
+                    (second.run.run_id,),
+                )
+                await conn.execute(
+                    "UPDATE watermarks SET last_updated_at = %s WHERE feed = %s", (second.run.updated_to, FEED)
+                )
+            third = await start_run(container, feed=FEED, requested_by="test")
+            assert third is not None
+            await page_run(container, third)
+    finally:
+        sim.stop()
+    assert late
+    assert set(late) <= await seen_by(db, third.run.run_id)
