@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from api.background import Background
 from api.compression import GZIP_LEVEL, GZIP_MINIMUM_SIZE, GZipNegotiation
 from api.errors import install_error_handlers
+from api.head import HeadAsGet
 from api.lru import Lru
 from api.openapi import install_openapi
 from api.routes import analytics, diamonds, health, heatmap, operations, pricing
@@ -71,6 +72,8 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.state.pages = Lru(PAGE_CACHE_ENTRIES, max_weight=page_cache_bytes, weigh=lambda page: page.size)
     install_error_handlers(app)
     app.add_middleware(GZipNegotiation, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
+    # Outermost: a HEAD carries the headers of the GET as served, gzip included.
+    app.add_middleware(HeadAsGet)
     # The catalogue search parses and checks its own query (api/catalogue/params.py); a probe's
     # health check is not held to it.
     checked = [Depends(refuse_unknown_query)]

@@ -26,6 +26,7 @@ from fastapi.security import APIKeyHeader
 
 from api.deps import get_container
 from api.errors import AuthError, ForbiddenError
+from api.head import sent_method
 from api.keys import Scope, hash_key
 from api.versions import VERSION_SQL, remember
 from shared.bootstrap import Container
@@ -135,7 +136,8 @@ async def _from_hmac(container: Container, request: Request, client_id: str) -> 
     if client is None:
         raise AuthError("unknown HMAC client")
     keep_until = _check_timestamp(timestamp, container.clock.now(), settings.hmac_tolerance_s)
-    expected = sign(client.secret, request.method, path_with_query(request), timestamp, await request.body())
+    method = sent_method(request.scope)
+    expected = sign(client.secret, method, path_with_query(request), timestamp, await request.body())
     # As bytes: compare_digest refuses a str holding non-ASCII (a header is latin-1), a TypeError.
     if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise AuthError("invalid HMAC signature")

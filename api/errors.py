@@ -97,17 +97,19 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [_validation_detail(item) for item in exc.errors()]
 
 
-_METHODS: Final = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+_METHODS: Final = ("DELETE", "GET", "PATCH", "POST", "PUT")
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """The methods some route fully matches for this path (routers nest, so each is asked)."""
+    """The methods some route fully matches for this path (routers nest, so each is asked), and
+    HEAD wherever GET is (api/head.py)."""
     routes: list[BaseRoute] = request.app.routes
-    return [
+    allowed = [
         method
         for method in _METHODS
         if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
     ]
+    return sorted([*allowed, "HEAD"] if "GET" in allowed else allowed)
 
 
 def install_error_handlers(app: FastAPI) -> None:

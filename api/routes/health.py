@@ -82,7 +82,3 @@ async def health(container: Container = Depends(get_container)) -> JSONResponse:
         last_runs=last_runs,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
-
-
-# Load balancers and uptime probes often ask with HEAD; the same check, without the body.
-router.add_api_route("/api/health", health, methods=["HEAD"], include_in_schema=False)

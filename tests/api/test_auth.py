@@ -133,6 +133,12 @@ def test_hmac_unknown_client_wrong_secret_and_read_only_client(db: Pool, http: h
     assert _error(http.get(SEARCH, headers=partial), 401)
 
 
+def test_a_signed_head_request_is_verified_over_head(db: Pool, http: httpx.Client) -> None:
+    # HEAD is answered as GET (api/head.py); the client signed the method it sent.
+    assert http.head(SEARCH, headers=_signed("ops", "HEAD", SEARCH)).status_code == 200
+    assert http.head(SEARCH, headers=_signed("ops", "GET", SEARCH)).status_code == 401
+
+
 def test_hmac_signature_with_non_ascii_characters_is_401(db: Pool, http: httpx.Client) -> None:
     # Header values arrive as latin-1; a signature holding é or ÿ is just wrong, not a server error.
     for garbage in (b"\xe9" * 64, b"\xff", b"a" * 63 + b"\xe9"):

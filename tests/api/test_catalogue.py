@@ -306,6 +306,27 @@ def test_a_client_refusing_gzip_gets_no_gzip(stones: Any, http: httpx.Client, ke
         assert upper.headers["content-encoding"] == "gzip", path
 
 
+def test_head_is_answered_wherever_get_is(stones: Any, http: httpx.Client, keys: Keys) -> None:
+    read, admin = {"X-API-Key": keys.read}, {"X-API-Key": keys.admin}
+    one = f"/api/v2/diamonds/{stones['round_ex']['id']}"
+    for path, headers in (
+        ("/api/v2/diamonds", read),
+        (one, read),
+        ("/api/v2/analytics/inventory", read),
+        ("/api/v2/runs", read),
+        ("/api/v2/pricing/rules", admin),
+        ("/api/health", {}),
+    ):
+        get = http.get(path, headers={**headers, "Accept-Encoding": "gzip"})
+        head = http.head(path, headers={**headers, "Accept-Encoding": "gzip"})
+        assert (head.status_code, head.content) == (200, b""), (path, head.status_code)
+        for name in ("content-type", "content-length", "content-encoding", "etag", "cache-control"):
+            assert head.headers.get(name) == get.headers.get(name), (path, name)
+    assert http.head("/api/v2/diamonds").status_code == 401, "HEAD is authenticated as GET is"
+    etag = http.get("/api/v2/diamonds", headers=read).headers["etag"]
+    assert http.head("/api/v2/diamonds", headers={**read, "If-None-Match": etag}).status_code == 304
+
+
 def test_pages_are_kept_until_the_catalogue_version_changes(
     stones: dict[str, dict[str, Any]], sync_db: psycopg.Connection[Any], http: httpx.Client, keys: Keys
 ) -> None:

@@ -76,9 +76,9 @@ def test_every_error_uses_the_envelope(db: Any, keys: Keys, http: httpx.Client) 
     assert _envelope(http.get("/api/v2/nothing"))["code"] == "not_found"
     wrong_method = http.delete("/api/v2/diamonds")
     assert wrong_method.status_code == 405
-    assert wrong_method.headers["Allow"] == "GET"
+    assert wrong_method.headers["Allow"] == "GET, HEAD"
     runs = http.delete("/api/v2/runs")
-    assert (runs.status_code, runs.headers["Allow"]) == (405, "GET, POST")  # list runs, start one
+    assert (runs.status_code, runs.headers["Allow"]) == (405, "GET, HEAD, POST")  # list runs, start one
     assert http.put("/api/health").headers["Allow"] == "GET, HEAD"
     assert _envelope(wrong_method)["code"] == "method_not_allowed"
     assert _envelope(http.get("/api/v2/diamonds"))["code"] == "unauthorized"
