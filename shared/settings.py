@@ -146,7 +146,8 @@ class Settings(BaseSettings):
 
     # --- workers ----------------------------------------------------------------------------
     worker_concurrency: int = Field(8, ge=1, le=256, description="concurrent local workers, an integer 1-256")
-    worker_page_size: int = Field(50, ge=1, le=50, description="items per page, an integer 1-50")
+    # Pages overlap by one stone (the anchor that detects drift), so a page needs room for two.
+    worker_page_size: int = Field(50, ge=2, le=50, description="items per page, an integer 2-50")
     worker_offset_cap_factor: Decimal = Field(
         Decimal("1.5"), ge=1, description="safety cap on a partition's offset as a multiple of its estimate"
     )

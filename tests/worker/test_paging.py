@@ -4,10 +4,14 @@ cursor, and a page is never mistaken for the end just because it is short."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.settings import SettingsError
+from tests.conftest import make_settings
 from worker.paging import StepKind, fetch_step, interpret_page, locate_resume_point, offset_cap
 
 LIMIT = 50
@@ -152,3 +156,13 @@ async def test_drift_recovery_finds_the_last_seen_stone_in_a_few_requests() -> N
     page = await fetch_step(fetch, lambda s: s, already_seen, offset=1499, anchor_id="s01499", limit=LIMIT)
     assert (page.step.kind, page.step.next_offset, page.step.anchor_id) == (StepKind.DRIFT, 299, "s01499")
     assert requests <= 12
+
+
+def test_pages_of_one_stone_cannot_anchor_so_settings_refuse_them(tmp_path: Path) -> None:
+    # A one-stone page cannot hold the anchor and a new stone: every page went on unanchored, so a
+    # stone leaving behind the cursor silently pushed the next one past it.
+    assert interpret_page(7, None, ["a"]).anchor_id is None
+    assert interpret_page(7, "a", ["a"]).kind is StepKind.FINISH
+    with pytest.raises(SettingsError, match="WORKER_PAGE_SIZE=1"):
+        make_settings("postgresql://unused/db", tmp_path, worker_page_size=1)
+    assert make_settings("postgresql://unused/db", tmp_path, worker_page_size=2).worker_page_size == 2
