@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 from api import analytics
 from api.auth import Principal, require_read
 from api.deps import get_container
-from api.errors import CACHE_CONTROL, NotModified
+from api.errors import CACHE_CONTROL
 from api.lru import Lru
 from api.routes.common import responses
-from api.routes.diamonds import etag_for
+from api.routes.diamonds import check_not_modified, etag_for
 from api.versions import catalogue_version
 from shared.bootstrap import Container
 
@@ -131,9 +131,7 @@ async def _versioned(
     async with container.pool.connection() as conn:
         version = await catalogue_version(conn, request)
         etag = etag_for(version)
-        header = request.headers.get("if-none-match")
-        if header and etag in (tag.strip() for tag in header.split(",")):
-            raise NotModified(etag)
+        check_not_modified(request, etag)
         body = _cache(request).get((*key, version))
         if body is None:
             body = model.model_validate(await compute(conn)).model_dump_json().encode()

@@ -84,9 +84,15 @@ def etag_for(version: str) -> str:
     return f'W/"{API_REPRESENTATION}-{version}"'
 
 
-def _check_not_modified(request: Request, etag: str) -> None:
+def _opaque(tag: str) -> str:
+    return tag.strip().removeprefix("W/")
+
+
+def check_not_modified(request: Request, etag: str) -> None:
+    """304 when If-None-Match names the current ETag, compared weakly as RFC 9110 §13.1.2 has it
+    (`W/"x"` and `"x"` match), or is `*`."""
     header = request.headers.get("if-none-match")
-    if header and (header.strip() == "*" or etag in (tag.strip() for tag in header.split(","))):
+    if header and (header.strip() == "*" or _opaque(etag) in {_opaque(tag) for tag in header.split(",")}):
         raise NotModified(etag)
 
 
@@ -105,7 +111,7 @@ async def _versioned(
     the kept page, else `body(version)`, kept for the next request."""
     version = await request_version(container.pool, request)
     etag = etag_for(version)
-    _check_not_modified(request, etag)
+    check_not_modified(request, etag)
     pages: PageCache = request.app.state.pages
     page = pages.get((version, key))
     if page is None:

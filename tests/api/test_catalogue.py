@@ -258,6 +258,19 @@ def test_etag_304_and_new_version_after_consolidation(
     assert fresh.headers["etag"] != etag
 
 
+def test_if_none_match_compares_weakly_and_takes_a_star_everywhere(
+    stones: dict[str, dict[str, Any]], http: httpx.Client, keys: Keys
+) -> None:
+    headers = {"X-API-Key": keys.read}
+    etag = http.get("/api/v2/diamonds", headers=headers).headers["etag"]
+    strong = etag.removeprefix("W/")
+    for path in ("/api/v2/diamonds", "/api/v2/analytics/inventory", "/api/v2/analytics/price-per-carat"):
+        for tag in ("*", strong, f'"other", {etag}'):
+            response = http.get(path, headers={**headers, "If-None-Match": tag})
+            assert response.status_code == 304, (path, tag)
+        assert http.get(path, headers={**headers, "If-None-Match": '"other"'}).status_code == 200
+
+
 def test_bad_parameters_win_over_if_none_match(stones: Any, http: httpx.Client, keys: Keys) -> None:
     etag = http.get("/api/v2/diamonds", headers={"X-API-Key": keys.read}).headers["etag"]
     response = http.get(
