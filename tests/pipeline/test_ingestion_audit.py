@@ -298,3 +298,33 @@ async def test_a_feed_clock_behind_ours_is_covered_by_the_next_incremental_windo
         sim.stop()
     assert late
     assert set(late) <= await seen_by(db, third.run.run_id)
+
+
+async def test_a_stone_fetched_by_two_partitions_is_counted_once(db: Pool, database_url: str, tmp_path: Path) -> None:
+    # With the feed's clock behind ours, a stone repriced during the run keeps an updatedAt inside
+    # the window: fetched by partition-0, then moved into partition-1 before that one is paged.
+    sim = start_in_thread(InventorySpec(seed=31, stones=2_000), SimConfig(clock_offset_ms=-600_000))
+    try:
+        async with planned(
+            database_url, tmp_path, sim, max_workers_full=2, min_records_per_worker=50, worker_page_size=20
+        ) as (container, started):
+            first, second = started.partitions
+            assert first.max_price is not None
+            truth = {s["supplier_stone_id"]: s for s in await ground_truth(sim)}
+            in_run = expected_ids(list(truth.values()), FEED, started.run.updated_to)
+            movers = sorted(sid for sid in in_run if per_carat(truth[sid]) <= first.max_price)[:20]
+            moved: dict[str, int] = {}
+
+            async def move_into_second(state: PartitionRecord) -> None:
+                if state.partition_id == second.partition_id and not moved:
+                    moved.update({sid: cents_for(truth[sid], Fraction(second.min_price)) for sid in movers})
+                    await edit(sim, reprice=moved)
+
+            await page_run(container, started, move_into_second)
+            async with container.pool.connection() as conn:
+                partitions = await load_partitions(conn, started.run.run_id)
+    finally:
+        sim.stop()
+    stored = set(await stored_ids(db))
+    assert set(moved) <= stored
+    assert sum(p.records_seen for p in partitions) == len(stored), "a stone fetched twice was counted twice"
