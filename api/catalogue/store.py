@@ -21,7 +21,6 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from api.catalogue.cursor import decode_cursor
 from api.catalogue.fields import Fields, json_expression
 from api.catalogue.params import SearchRequest
 from api.catalogue.query import (
@@ -98,11 +97,12 @@ async def _count(conn: AsyncConnection[Any], request: SearchRequest, cap: int, s
 async def search(
     conn: AsyncConnection[Any],
     request: SearchRequest,
+    after: Position | None,
     count_cap: int,
     counts: Lru[tuple[str, str], Count],
     version: str,
 ) -> SearchResult:
-    after = decode_cursor(request, request.cursor) if request.cursor else None
+    """One page of `request`, continuing after `after` (its decoded cursor) when given."""
     if request.page is not None:
         rows = await _rows(conn, offset_statement(request))
     else:

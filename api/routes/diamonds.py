@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from api.auth import Principal, require_read
-from api.catalogue.cursor import encode_cursor
+from api.catalogue.cursor import decode_cursor, encode_cursor
 from api.catalogue.fields import DiamondFull, DiamondSlim
 from api.catalogue.params import SearchRequest, openapi_parameters, parse_search
 from api.catalogue.query import SORT_KEYS
@@ -137,11 +137,13 @@ async def search_diamonds(
     Sorting puts stones without a value last and breaks ties by id. Page with `cursor`
     (`next_cursor` of the previous page) at any depth, or with `page` for the first pages."""
     query = parse_search(request.query_params.multi_items(), SORT_KEYS)
+    # Checked before If-None-Match is: a bad cursor is a 422, not a 304.
+    after = decode_cursor(query, query.cursor) if query.cursor else None
 
     async def body(version: str) -> bytes:
         async with container.pool.connection() as conn:
             cap = container.settings.api_search_count_limit
-            result = await search(conn, query, cap, request.app.state.counts, version)
+            result = await search(conn, query, after, cap, request.app.state.counts, version)
         pagination = {
             "limit": query.limit,
             "page": query.page,

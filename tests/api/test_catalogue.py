@@ -279,6 +279,18 @@ def test_bad_parameters_win_over_if_none_match(stones: Any, http: httpx.Client, 
     assert response.status_code == 422
 
 
+def test_a_bad_cursor_wins_over_if_none_match(stones: Any, http: httpx.Client, keys: Keys) -> None:
+    headers = {"X-API-Key": keys.read}
+    first = http.get("/api/v2/diamonds", params={"limit": 1}, headers=headers)
+    conditional = {**headers, "If-None-Match": first.headers["etag"]}
+    cursor = first.json()["pagination"]["next_cursor"]
+    wrong_filters: dict[str, str] = {"limit": "1", "cursor": cursor, "shape": "OVAL"}
+    for params in ({"limit": "1", "cursor": "garbage!"}, wrong_filters):
+        response = http.get("/api/v2/diamonds", params=params, headers=conditional)
+        assert response.status_code == 422, (params, response.status_code)
+        assert response.json()["error"]["details"][0]["parameter"] == "cursor"
+
+
 def test_large_responses_are_gzipped(stones: Any, http: httpx.Client, keys: Keys) -> None:
     response = http.get("/api/v2/diamonds", headers={"X-API-Key": keys.read, "Accept-Encoding": "gzip"})
     assert response.status_code == 200
