@@ -21,11 +21,13 @@ import pytest
 
 from feedsim.embed import ThreadedSimulator, start_in_thread
 from feedsim.simulator import InventorySpec, SimConfig
+from scheduler.chain import wait_for_run
 from scheduler.service import RunStarted, start_run
 from shared.bootstrap import Container, open_container
 from shared.db.pool import Pool
 from shared.runs import PartitionRecord, load_partitions, load_run_and_partition, work_item_for
-from tests.pipeline.conftest import expected_ids, ground_truth, in_default_query, pipeline_settings
+from tests.pipeline.conftest import expected_ids, ground_truth, in_default_query, pipeline, pipeline_settings
+from tests.pipeline.test_consolidation import catalogue, run_feed, seed_rules
 from worker.service import process_work_item
 
 pytestmark = pytest.mark.xdist_group("pipeline")
@@ -328,3 +330,55 @@ async def test_a_stone_fetched_by_two_partitions_is_counted_once(db: Pool, datab
     stored = set(await stored_ids(db))
     assert set(moved) <= stored
     assert sum(p.records_seen for p in partitions) == len(stored), "a stone fetched twice was counted twice"
+
+
+async def test_full_runs_under_departures_and_moves_delete_exactly_the_stones_that_left(
+    db: Pool, database_url: str, tmp_path: Path, small_sim: ThreadedSimulator
+) -> None:
+    # Run 1 builds the catalogue. During run 2, ~80 seen stones leave behind a cursor and 10 stones
+    # not yet fetched are repriced into the partition already paged (they leave run 2's window):
+    # run 2's confirm-gone step keeps and refreshes the moved ones, and deletes nothing still
+    # listed; run 3 deletes exactly the stones that left.
+    await seed_rules(db)
+    settings = pipeline_settings(
+        database_url, tmp_path, small_sim.endpoint, max_workers_full=2, min_records_per_worker=50, worker_page_size=5
+    )
+    async with pipeline(settings) as host:
+        assert (await run_feed(host, "full")).status == "completed"
+    listed = {sid for sid, entry in (await catalogue(db)).items() if entry["status"] == "active"}
+    async with planned(
+        database_url, tmp_path, small_sim, max_workers_full=2, min_records_per_worker=50, worker_page_size=5
+    ) as (container, started):
+        first, second = started.partitions
+        assert first.max_price is not None
+        top = Fraction(first.max_price)
+        truth = {s["supplier_stone_id"]: s for s in await ground_truth(small_sim)}
+        in_run = sorted(expected_ids(list(truth.values()), FEED, started.run.updated_to) & listed)
+        in_first = [sid for sid in in_run if per_carat(truth[sid]) <= first.max_price]
+        in_second = [sid for sid in in_run if per_carat(truth[sid]) > first.max_price]
+        removed: list[str] = []
+        moved: dict[str, int] = {}
+
+        async def churn(state: PartitionRecord) -> None:
+            if state.partition_id == first.partition_id and state.pages == 25 and not removed:
+                removed.extend(in_first[10 : state.next_offset - 10])
+                await edit(small_sim, remove=removed)
+            if state.partition_id == second.partition_id and not moved:
+                moved.update({sid: cents_for(truth[sid], top) for sid in in_second[-10:]})
+                await edit(small_sim, reprice=moved)
+
+        await page_run(container, started, churn)
+    async with pipeline(settings) as host:
+        assert await wait_for_run(host.container, started.run.run_id, poll_s=0.2) == "completed"
+        after = await catalogue(db)
+        # Run 2 saw the departed stones before they left: the next full run deletes them.
+        assert (await run_feed(host, "full")).status == "completed"
+    final = await catalogue(db)
+    assert len(removed) > 50
+    assert len(moved) == 10
+    assert not {sid for sid, entry in after.items() if entry["status"] == "deleted"}
+    for sid, cents in moved.items():
+        assert after[sid]["status"] == "active"
+        assert after[sid]["feed_price"] == Decimal(cents) / 100, "a moved stone was refreshed by the confirm step"
+    deleted = {sid for sid, entry in final.items() if entry["status"] == "deleted"}
+    assert deleted == set(removed), "exactly the stones that left the feed are deleted"
