@@ -18,12 +18,12 @@ from pydantic import BaseModel
 
 from api.auth import Principal, require_read
 from api.keys import SCOPES, Scope
-from api.routes.common import responses
+from api.routes.common import refuse_unknown_query, responses
 
 STATIC: Final = Path(__file__).resolve().parent.parent / "static" / "dashboard"
 MOUNT_POINTS: Final = ("/", "/api/dashboard/")
 
-router = APIRouter(prefix="/api/v2", tags=["health"])
+router = APIRouter(prefix="/api/v2", tags=["health"], dependencies=[Depends(refuse_unknown_query)])
 
 
 class Caller(BaseModel):

@@ -116,9 +116,10 @@ def test_a_query_parameter_an_operation_does_not_take_is_refused(db: Any, keys: 
     assert http.get("/api/v2/runs", params={"status": "failed", "type": "full"}, headers=admin).status_code == 200
     # Parameters of the operation's dependencies count as taken; none at all is said so.
     assert http.get("/api/v2/analytics/inventory", params={"feed": "nivoda-natural"}, headers=admin).status_code == 200
-    bare = http.get("/api/v2/watermarks", params={"x": "1"}, headers=admin)
-    assert bare.status_code == 422
-    assert "takes no query parameters" in _envelope(bare)["message"]
+    for path in ("/api/v2/watermarks", "/api/v2/whoami"):
+        bare = http.get(path, params={"x": "1"}, headers=admin)
+        assert bare.status_code == 422, path
+        assert "takes no query parameters" in _envelope(bare)["message"]
     one = http.get("/api/v2/diamonds/00000000-0000-0000-0000-000000000000", params={"fields": "x"}, headers=admin)
     assert _envelope(one)["details"][0]["parameter"] == "fields"
 
