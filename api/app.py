@@ -31,11 +31,13 @@ read|admin`), or sign the request with HMAC: headers `X-Client-Id`, `X-Timestamp
 (300 s) from the server clock, or a signature already used, is refused. HMAC clients named
 `"<id>:read"` in HMAC_SECRETS get scope `read`; all others get `read` and `admin`.
 
-**Scopes.** `read`: catalogue and analytics. `admin`: operations (runs, triggers, dead letters),
-pricing rules. `/api/health` is public.
+**Scopes.** `read`: the catalogue, analytics, and reading runs, dead letters, error records and
+watermarks. `admin` (which implies `read`): every action (start, retry, force or cancel a run, replay a
+dead letter, preview a heatmap) and pricing rules and jobs. `/api/health` is public.
 
 **Errors.** Every error is `{"error": {"code", "message", "details"}}`; invalid parameters answer
-422 with the parameter named in `details`.
+422 with the parameter named in `details`, as do a query parameter the operation does not take and
+a single-valued one given twice.
 
 **Money** is a decimal string with two places; timestamps are ISO-8601 in UTC.
 """

@@ -135,7 +135,13 @@ async def search_diamonds(
     """Filters combine with AND; values inside one list parameter with OR. Only live stones
     (not deleted) are searched, and only `available` ones unless `availability` says otherwise.
     Sorting puts stones without a value last and breaks ties by id. Page with `cursor`
-    (`next_cursor` of the previous page) at any depth, or with `page` for the first pages."""
+    (`next_cursor` of the previous page) at any depth, or with `page` for the first pages.
+
+    A cursor continues after the last stone's sort value and id. While the catalogue is unchanged
+    a walk returns every match exactly once. When it changes (the ETag changes) the walk goes on
+    over the current catalogue: a stone added, or moved by its new value, behind the cursor is
+    not returned; one moved ahead of it may be returned again; stones that did not change are
+    still returned exactly once."""
     query = parse_search(request.query_params.multi_items(), SORT_KEYS)
     # Checked before If-None-Match is: a bad cursor is a 422, not a 304.
     after = decode_cursor(query, query.cursor) if query.cursor else None

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from api.catalogue.query import SORT_KEYS
 from shared import grades
-from tests.api.catalogue import expected_order, insert, random_catalogue
+from tests.api.catalogue import bump_version, expected_order, insert, random_catalogue, stone
 from tests.api.conftest import Keys
 
 CATALOGUE_SIZE = 250
@@ -188,3 +188,34 @@ def test_price_order_within_a_carat_range(
             break
     assert seen == expected
     assert len(expected) > limit
+
+
+def test_a_walk_over_a_changing_catalogue_returns_each_unchanged_stone_once(
+    db: Any, sync_db: psycopg.Connection[Any], http: httpx.Client, keys: Keys
+) -> None:
+    """The documented behaviour when the catalogue changes between pages (GET /api/v2/diamonds)."""
+    stones = [stone(retail_price=f"{1000 + 100 * i}.00") for i in range(12)]
+    insert(sync_db, stones)
+    ids = [row["id"] for row in stones]  # in price order
+    query = {"sort": "price", "order": "asc", "limit": "4", "fields": "slim"}
+    first = http.get("/api/v2/diamonds", params=query, headers={"X-API-Key": keys.read}).json()
+    seen = [item["id"] for item in first["data"]]
+    assert seen == ids[:4]
+    # Behind the cursor: an unseen stone moved there, a stone added there. Ahead: a seen stone moved there.
+    moved_behind, moved_ahead = ids[8], ids[1]
+    sync_db.execute("UPDATE diamonds SET retail_price = 10.00 WHERE id = %s", (moved_behind,))
+    sync_db.execute("UPDATE diamonds SET retail_price = 99999.00 WHERE id = %s", (moved_ahead,))
+    added = stone(retail_price="20.00")
+    insert(sync_db, [added])
+    bump_version(sync_db)
+    cursor = first["pagination"]["next_cursor"]
+    while cursor:
+        page = http.get("/api/v2/diamonds", params={**query, "cursor": cursor}, headers={"X-API-Key": keys.read})
+        assert page.status_code == 200, page.text
+        seen += [item["id"] for item in page.json()["data"]]
+        cursor = page.json()["pagination"]["next_cursor"]
+    unchanged = set(ids) - {moved_behind, moved_ahead}
+    assert all(seen.count(ident) == 1 for ident in unchanged)
+    assert moved_behind not in seen
+    assert added["id"] not in seen
+    assert seen.count(moved_ahead) == 2
