@@ -2,7 +2,8 @@
 
 Return = complete; PoisonMessageError = dead-letter with the reason; any other exception =
 abandon (redelivered after a backoff), or on the last permitted delivery dead-letter with the error.
-Long handlers keep their lock renewed.
+Long handlers keep their lock renewed; a handler still running after the host's functionTimeout
+fails, as it would in Azure, instead of holding its message and its consumer for good.
 """
 
 from __future__ import annotations
@@ -24,6 +25,22 @@ MessageHandler = Callable[[ReceivedMessage], Awaitable[object]]
 # Failures of the outside world whose message says it all: logged without a traceback.
 EXPECTED_FAILURES = (TimeoutError, ConnectionError, FeedError)
 IDLE_POLL_S = 2.0
+# host.json's functionTimeout (and maxAutoLockRenewalDuration): how long Azure lets a handler run.
+HANDLER_TIMEOUT = timedelta(minutes=10)
+
+
+class HandlerTimeoutError(TimeoutError):
+    """The handler ran longer than the functionTimeout."""
+
+
+async def _run(handler: MessageHandler, message: ReceivedMessage, time_limit: timedelta) -> None:
+    try:
+        async with asyncio.timeout(time_limit.total_seconds()) as deadline:
+            await handler(message)
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise HandlerTimeoutError(f"the handler ran longer than {time_limit.total_seconds():g} s") from exc
+        raise
 
 
 def retry_delay(delivery_count: int) -> timedelta:
@@ -45,13 +62,15 @@ async def _renew_until_done(bus: LocalBus, message: ReceivedMessage) -> None:
             log.warning("could not renew the lock on %s: %s", message.message_id, exc)
 
 
-async def settle(bus: LocalBus, message: ReceivedMessage, handler: MessageHandler) -> str:
+async def settle(
+    bus: LocalBus, message: ReceivedMessage, handler: MessageHandler, *, time_limit: timedelta = HANDLER_TIMEOUT
+) -> str:
     """Run the handler on one received message and settle it; return how it was settled."""
     renewer = asyncio.create_task(_renew_until_done(bus, message))
     try:
         with log_context(message_id=message.message_id):
             try:
-                await handler(message)
+                await _run(handler, message, time_limit)
             except PoisonMessageError as exc:
                 log.error("dead-lettering poison message %s: %s", message.message_id, exc)
                 await bus.dead_letter(message, reason="PoisonMessage", description=str(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -85,3 +86,25 @@ async def test_a_consumer_outlives_a_settle_that_fails_and_the_message_comes_bac
     # m0's complete failed: it was delivered again once its lock expired, and m1, m2 were not stranded.
     assert sorted(handled) == [("m0", 1), ("m0", 2), ("m1", 1), ("m2", 1)]
     assert (await bus.depth())[Q] == 0
+
+
+async def test_a_handler_that_outlives_the_function_timeout_fails_and_its_message_is_redelivered(db: Pool) -> None:
+    bus = make_bus(db, max_deliveries=2)
+    await bus.send([message("hangs")])
+
+    async def hangs(_: ReceivedMessage) -> None:
+        await asyncio.Event().wait()
+
+    [first] = await bus.receive(Q)
+    outcome = await asyncio.wait_for(settle(bus, first, hangs, time_limit=timedelta(seconds=0.5)), 10)
+    assert outcome == "abandoned"
+    async with db.connection() as conn:
+        await conn.execute("UPDATE bus_messages SET visible_at = now()")  # skip the retry backoff
+    [last] = await bus.receive(Q)
+    assert last.delivery_count == 2
+    assert await settle(bus, last, hangs, time_limit=timedelta(seconds=0.5)) == "dead-lettered"
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT reason, description FROM dead_letters")
+        assert await cur.fetchall() == [
+            ("MaxDeliveryCountExceeded", "delivery 2 of 2 failed: the handler ran longer than 0.5 s")
+        ]
