@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 
@@ -17,6 +19,7 @@ from shared.errors import (
     InvalidRequestError,
     NotFoundError,
     OpusError,
+    first_line,
 )
 from shared.feed.errors import FeedError
 
@@ -60,8 +63,15 @@ _STATUS_BY_ERROR: dict[type[OpusError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     InvalidRequestError: 400,
-    DatabaseUnavailableError: 503,
 }
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """No connection in time, a connection refused or lost, the server shutting down: the
+    database, not the request, failed (SQLSTATE classes 08 and 57P, or none: the client's side)."""
+    if isinstance(exc, DatabaseUnavailableError | PoolTimeout):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and (exc.sqlstate or "08").startswith(("08", "57P"))
 
 
 # Catalogue responses depend on the caller's key and change at every consolidation: caches may
@@ -158,3 +168,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal server error")
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            return await _unexpected(request, exc)
+        # The driver's message names the database's host, port and user: logged, not answered.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, first_line(exc))
+        return error_response(503, DatabaseUnavailableError.code, "the database is unavailable; retry later")
+
+    app.add_exception_handler(DatabaseUnavailableError, _database)
+    app.add_exception_handler(psycopg.OperationalError, _database)
