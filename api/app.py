@@ -71,7 +71,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     # Results keyed by catalogue version: analytics bodies, search counts per filter set, search pages.
     app.state.analytics_cache = Lru(256)
     app.state.counts = Lru(4096)
-    app.state.pages = Lru(PAGE_CACHE_ENTRIES, max_weight=page_cache_bytes, weigh=lambda page: page.size)
+    app.state.pages = Lru(PAGE_CACHE_ENTRIES, max_weight=page_cache_bytes, weigh=diamonds.page_weight)
     install_error_handlers(app)
     app.add_middleware(GZipNegotiation, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
     # Outermost: a HEAD carries the headers of the GET as served, gzip included.

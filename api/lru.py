@@ -11,10 +11,11 @@ V = TypeVar("V")
 
 
 class Lru(Generic[K, V]):
-    """At most `size` entries and, with `weigh`, at most `max_weight` in total (e.g. bytes): the least
-    recently used entries are dropped first, and one heavier than the whole budget is not kept."""
+    """At most `size` entries and, with `weigh` (of a key and its value), at most `max_weight` in
+    total (e.g. bytes): the least recently used entries are dropped first, and one heavier than the
+    whole budget is not kept."""
 
-    def __init__(self, size: int, *, max_weight: int | None = None, weigh: Callable[[V], int] | None = None) -> None:
+    def __init__(self, size: int, *, max_weight: int | None = None, weigh: Callable[[K, V], int] | None = None) -> None:
         self._size = size
         self._max_weight = max_weight
         self._weigh = weigh
@@ -35,7 +36,7 @@ class Lru(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
-        weight = self._weigh(value) if self._weigh else 0
+        weight = self._weigh(key, value) if self._weigh else 0
         if self._max_weight is not None and weight > self._max_weight:
             return
         self._drop(key)
@@ -47,4 +48,4 @@ class Lru(Generic[K, V]):
     def _drop(self, key: K) -> None:
         value = self._entries.pop(key, None)
         if value is not None and self._weigh:
-            self._weight -= self._weigh(value)
+            self._weight -= self._weigh(key, value)

@@ -77,7 +77,14 @@ class Page:
 
 
 # Search pages and stones by catalogue version: never stale, as the ETag.
-PageCache = Lru[tuple[str, SearchRequest | UUID], Page]
+PageKey = tuple[str, SearchRequest | UUID]
+PageCache = Lru[PageKey, Page]
+
+
+def page_weight(key: PageKey, page: Page) -> int:
+    """The bytes a kept page holds: its bodies and, roughly, its key. A search's key is the client's
+    to make long (a list of a thousand labs, a padded cursor) while its page can be empty."""
+    return page.size + len(repr(key))
 
 
 def etag_for(version: str) -> str:

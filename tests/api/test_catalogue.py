@@ -12,7 +12,12 @@ import httpx
 import psycopg
 import pytest
 
+from api.app import create_app
 from api.compression import gzip_accepted
+from api.keys import create_key
+from api.routes.diamonds import PageCache
+from shared.bootstrap import open_container
+from shared.db.pool import Pool
 from shared.settings import Settings
 from tests.api.catalogue import bump_version, insert, stone
 from tests.api.conftest import Keys, served_client
@@ -377,6 +382,26 @@ def test_pages_are_kept_until_the_catalogue_version_changes(
     assert cheapest not in {item["id"] for item in fresh.json()["data"]}
     assert http.get(f"/api/v2/diamonds/{cheapest}", headers=plain).status_code == 404
     assert fresh.headers["etag"] != first.headers["etag"]
+
+
+async def test_the_page_cache_budget_counts_what_a_client_puts_in_the_key(
+    db: Pool, settings: Settings, database_url: str
+) -> None:
+    """50 searches naming 2,000 labs each find nothing (a page of ~150 bytes) but their keys hold
+    ~30 KB each: with 1 MB for pages, they cannot all be kept."""
+    budget_settings = settings.model_copy(update={"api_page_cache_mb": 1})
+    key = (await create_key(db, name="long-keys", scopes=["read"])).key
+    async with open_container(budget_settings, database_url, name="page-budget") as container:
+        app = create_app(container)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://opus") as client:
+            for search in range(50):
+                labs = ",".join(f"LAB{search}-{n}" for n in range(2000))
+                response = await client.get("/api/v2/diamonds", params={"lab": labs}, headers={"X-API-Key": key})
+                assert response.json()["data"] == []
+    pages: PageCache = app.state.pages
+    assert pages.weight <= 1024 * 1024
+    assert 0 < len(pages) < 50
 
 
 def test_without_a_page_cache_every_search_runs(
