@@ -27,7 +27,8 @@ Diamond Opus: the live diamond catalogue, its ingestion runs, pricing rules and 
 **Authentication.** Send `X-API-Key: <key>` (create one with `opus api-key create --name N --scope
 read|admin`), or sign the request with HMAC: headers `X-Client-Id`, `X-Timestamp` (unix seconds) and
 `X-Signature` = hex HMAC-SHA256 with the client's secret (HMAC_SECRETS) over
-`METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nhex(SHA256(BODY))`. A timestamp more than HMAC_TOLERANCE_S
+`METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nhex(SHA256(BODY))`, where PATH_WITH_QUERY is the path and
+query string exactly as sent (percent-encoded and ordered as on the wire). A timestamp more than HMAC_TOLERANCE_S
 (300 s) from the server clock, or a signature already used, is refused. HMAC clients named
 `"<id>:read"` in HMAC_SECRETS get scope `read`; all others get `read` and `admin`.
 

@@ -1,9 +1,10 @@
 """Who is calling: an API key (`X-API-Key`) or an HMAC-signed request, and with which scopes.
 
 HMAC: `X-Client-Id`, `X-Timestamp` (unix seconds) and `X-Signature` = hex HMAC-SHA256, keyed by the
-client's secret, over `METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nhex(SHA256(BODY))`. The timestamp must be
-within HMAC_TOLERANCE_S of the server clock, and a signature is accepted once: accepted signatures
-are kept in `api_hmac_nonces` (shared by every replica) until they leave the window.
+client's secret, over `METHOD\\nPATH_WITH_QUERY\\nTIMESTAMP\\nhex(SHA256(BODY))` (the method, path and
+query string as sent: nothing is decoded or reordered). The timestamp must be within HMAC_TOLERANCE_S
+of the server clock, and a signature is accepted once: accepted signatures are kept in
+`api_hmac_nonces` (shared by every replica) until they leave the window.
 
 HMAC scope rule: each entry of HMAC_SECRETS is `"<client-id>": "<secret>"` (scopes read and admin)
 or `"<client-id>:read": "<secret>"` (scope read only); the client sends `X-Client-Id: <client-id>`.

@@ -133,6 +133,15 @@ def test_hmac_unknown_client_wrong_secret_and_read_only_client(db: Pool, http: h
     assert _error(http.get(SEARCH, headers=partial), 401)
 
 
+def test_hmac_signs_the_query_as_sent(db: Pool, http: httpx.Client) -> None:
+    sent = "/api/v2/diamonds?shape=CUSHION%20MODIFIED&limit=2"
+    decoded = _signed("ops", "GET", "/api/v2/diamonds?shape=CUSHION MODIFIED&limit=2")
+    assert "invalid HMAC signature" in _error(http.get(sent, headers=decoded), 401)["message"]
+    reordered = _signed("ops", "GET", "/api/v2/diamonds?limit=2&shape=CUSHION%20MODIFIED")
+    assert _error(http.get(sent, headers=reordered), 401)
+    assert http.get(sent, headers=_signed("ops", "GET", sent)).status_code == 200
+
+
 def test_a_signed_head_request_is_verified_over_head(db: Pool, http: httpx.Client) -> None:
     # HEAD is answered as GET (api/head.py); the client signed the method it sent.
     assert http.head(SEARCH, headers=_signed("ops", "HEAD", SEARCH)).status_code == 200
