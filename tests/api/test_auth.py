@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +21,8 @@ from api.auth import hmac_clients, sign
 from api.keys import MAX_NAME_LENGTH, create_key, ensure_local_admin_key, hash_key, revoke_key
 from opus import cli
 from shared.db.pool import Pool
-from shared.settings import get_settings
-from tests.api.conftest import HMAC_SECRETS, Keys
+from shared.settings import Settings, get_settings
+from tests.api.conftest import HMAC_SECRETS, Keys, ServedApi, serve
 
 SEARCH = "/api/v2/diamonds"
 RULES = "/api/v2/pricing/rules"
@@ -105,6 +106,23 @@ def test_hmac_signature_covers_method_path_query_and_body(db: Pool, http: httpx.
     assert created.status_code == 201, created.text
     other_path = _signed("ops", "GET", "/api/v2/diamonds")
     assert _error(http.get(RULES, headers=other_path), 401)
+
+
+def test_a_signature_is_accepted_once_across_api_servers(
+    db: Pool, api: ServedApi, api_settings: Settings, database_url: str
+) -> None:
+    """Replicas share the nonces (api_hmac_nonces): the same signed request sent at once to two servers
+    (each with its own pool, as replicas), and again to each, is accepted exactly once."""
+    with serve(api_settings, database_url) as other:
+        headers = _signed("ops", "GET", SEARCH)
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(
+                pool.map(
+                    lambda url: httpx.get(url + SEARCH, headers=headers, timeout=30).status_code,
+                    [api.url, other.url] * 2,
+                )
+            )
+    assert sorted(statuses) == [200, 401, 401, 401]
 
 
 def test_hmac_timestamp_window(db: Pool, http: httpx.Client) -> None:
