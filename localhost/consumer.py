@@ -119,6 +119,7 @@ async def consume(
         if not messages:
             await listener.wait(queue, IDLE_POLL_S)
             continue
+        listener.taken(queue, len(messages))
         for message in messages:
             try:
                 await settle(bus, message, handler)

@@ -298,7 +298,8 @@ class LocalBus:
 
 
 class _Wakeups:
-    """Wake-up credits for one queue: a notification that finds no waiter is kept for the next."""
+    """Wake-up credits for one queue: announced messages no receiver has taken yet. A notification
+    that finds no waiter is kept for the next; a receive that takes messages uses theirs up."""
 
     def __init__(self) -> None:
         self.credits = 0
@@ -353,6 +354,12 @@ class BusListener:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeups.condition.wait(), seconds)
             wakeups.credits = max(0, wakeups.credits - 1)
+
+    def taken(self, queue: str, count: int) -> None:
+        """A receive took `count` messages. Their credits go, or idle receivers would each spend
+        one on an empty receive later. Safe: whoever takes messages receives again before waiting."""
+        wakeups = self._for(queue)
+        wakeups.credits = max(0, wakeups.credits - count)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -12,9 +12,9 @@ import psycopg
 import pytest_asyncio
 
 from localhost.consumer import consume, settle
-from shared.bus.local import BusListener, ReceivedMessage
+from shared.bus.local import BusListener, LocalBus, ReceivedMessage
 from shared.db.pool import Pool, open_pool
-from tests.bus.support import Q, make_bus, message
+from tests.bus.support import QUEUES, Q, make_bus, message
 from tests.conftest import make_settings
 
 
@@ -108,3 +108,47 @@ async def test_a_handler_that_outlives_the_function_timeout_fails_and_its_messag
         assert await cur.fetchall() == [
             ("MaxDeliveryCountExceeded", "delivery 2 of 2 failed: the handler ran longer than 0.5 s")
         ]
+
+
+class CountingBus(LocalBus):
+    """Counts receives that came back empty."""
+
+    empty_receives = 0
+
+    async def receive(self, queue: str, max_messages: int = 1) -> list[ReceivedMessage]:
+        received = await super().receive(queue, max_messages)
+        self.empty_receives += not received
+        return received
+
+
+async def test_messages_a_consumer_takes_use_up_their_wake_ups(db: Pool, database_url: str) -> None:
+    # Every sent message announces itself; the announcements of messages a busy consumer took
+    # used to stay, and each one later cost an idle consumer an empty receive (one per message).
+    bus = CountingBus(
+        db, QUEUES, lock_duration=timedelta(seconds=30), max_delivery_count=3, duplicate_window=timedelta(minutes=10)
+    )
+    listener = BusListener(database_url)
+    await listener.start()
+    handled: list[str] = []
+    all_handled = asyncio.Event()
+
+    async def handler(received: ReceivedMessage) -> None:
+        handled.append(received.message_id)
+        if len(handled) == 100:
+            all_handled.set()
+
+    stop = asyncio.Event()
+    consumers = [asyncio.create_task(consume(bus, listener, Q, handler, stop=stop)) for _ in range(2)]
+    try:
+        await asyncio.sleep(0.5)  # both consumers idle, LISTEN established
+        for i in range(10):
+            await bus.send([message(f"m{i}-{j}") for j in range(10)])
+        await asyncio.wait_for(all_handled.wait(), 20)
+        await asyncio.sleep(0.5)  # what idle consumers do with wake-ups left over
+    finally:
+        stop.set()
+        await asyncio.gather(*consumers)
+        await listener.stop()
+    assert sorted(handled) == sorted(f"m{i}-{j}" for i in range(10) for j in range(10))
+    # One empty receive per consumer at start, one per wake-up whose messages another took first.
+    assert bus.empty_receives <= 2 + 10
