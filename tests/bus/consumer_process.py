@@ -1,8 +1,9 @@
 """A competing consumer in its own process, for tests that need real separate processes.
 
 `python -m tests.bus.consumer_process URL LOCK_S MODE`; it prints `<message_id> <delivery_count>`
-per message it handles, flushed. MODE `drain`: four concurrent receive-and-complete loops until the
-queue stays empty for a second. MODE `hold`: receive the one message waiting, print it, then sleep (the test
+per message it handles, flushed. MODE `drain`: prints `ready`, waits for a line on stdin (so that
+all processes start together), then runs four concurrent receive-and-complete loops until the queue
+stays empty for a second. MODE `hold`: receive the one message waiting, print it, then sleep (the test
 kills the process while it holds the lock).
 """
 
@@ -45,6 +46,8 @@ async def main(url: str, lock_s: float, mode: str) -> None:
             duplicate_window=timedelta(minutes=10),
         )
         if mode == "drain":
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
             await asyncio.gather(*(_drain(bus) for _ in range(4)))
         else:
             [received] = await bus.receive(Q)  # sent before this process started

@@ -25,15 +25,19 @@ async def start_consumer(database_url: str, lock_s: float, mode: str) -> asyncio
         str(lock_s),
         mode,
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
 
 
 async def test_consumers_in_three_processes_handle_every_message_exactly_once(db: Pool, database_url: str) -> None:
     bus = make_bus(db)
-    await bus.send([message(f"m{i}") for i in range(2000)])
     consumers = [await start_consumer(database_url, 30, "drain") for _ in range(3)]
-    outputs = await asyncio.gather(*(c.communicate() for c in consumers))
+    for consumer in consumers:
+        assert consumer.stdout is not None
+        assert await asyncio.wait_for(consumer.stdout.readline(), 30) == b"ready\n"
+    await bus.send([message(f"m{i}") for i in range(2000)])
+    outputs = await asyncio.gather(*(c.communicate(b"go\n") for c in consumers))
     assert [c.returncode for c in consumers] == [0, 0, 0]
     handled = Counter(line for out, _ in outputs for line in out.decode().splitlines())
     assert handled == Counter(f"m{i} 1" for i in range(2000))
