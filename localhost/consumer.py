@@ -73,7 +73,7 @@ async def settle(
                 await _run(handler, message, time_limit)
             except PoisonMessageError as exc:
                 log.error("dead-lettering poison message %s: %s", message.message_id, exc)
-                await bus.dead_letter(message, reason="PoisonMessage", description=str(exc))
+                await bus.dead_letter(message, reason="PoisonMessage", description=str(exc), source="poison")
                 return "dead-lettered"
             except asyncio.CancelledError:
                 raise

@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest_asyncio
 
 from localhost.consumer import consume, settle
 from shared.bus.local import BusListener, LocalBus, ReceivedMessage
+from shared.bus.port import OutgoingMessage
 from shared.db.pool import Pool, open_pool
+from shared.messages import WorkItem, decode
 from tests.bus.support import QUEUES, Q, make_bus, message
 from tests.conftest import make_settings
 
@@ -152,3 +155,21 @@ async def test_messages_a_consumer_takes_use_up_their_wake_ups(db: Pool, databas
     assert sorted(handled) == sorted(f"m{i}-{j}" for i in range(10) for j in range(10))
     # One empty receive per consumer at start, one per wake-up whose messages another took first.
     assert bus.empty_receives <= 2 + 10
+
+
+async def test_a_poison_message_is_dead_lettered_as_the_azure_triggers_record_it(db: Pool) -> None:
+    bus = make_bus(db)
+    await bus.send([OutgoingMessage(Q, "poison-1", {"type": "NOT_A_MESSAGE"})])
+
+    async def handler(received: ReceivedMessage) -> None:
+        decode(orjson.dumps(received.body), WorkItem)
+
+    [received] = await bus.receive(Q)
+    assert await settle(bus, received, handler) == "dead-lettered"
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT source, reason, description, delivery_count FROM dead_letters")
+        [(source, reason, description, deliveries)] = await cur.fetchall()
+    # Source 'poison' as in Azure (shared.bus.inbound), not 'local', which means max deliveries.
+    assert (source, reason, deliveries) == ("poison", "PoisonMessage", 1)
+    assert description.startswith("invalid message: ")
+    assert (await bus.depth())[Q] == 0
