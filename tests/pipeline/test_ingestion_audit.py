@@ -26,7 +26,15 @@ from scheduler.service import RunStarted, start_run
 from shared.bootstrap import Container, open_container
 from shared.db.pool import Pool
 from shared.runs import PartitionRecord, load_partitions, load_run_and_partition, work_item_for
-from tests.pipeline.conftest import expected_ids, ground_truth, in_default_query, pipeline, pipeline_settings
+from tests.pipeline.conftest import (
+    expected_ids,
+    ground_truth,
+    in_default_query,
+    pipeline,
+    pipeline_settings,
+    sim_control,
+    sim_stats,
+)
 from tests.pipeline.test_consolidation import catalogue, run_feed, seed_rules
 from worker.service import process_work_item
 
@@ -382,3 +390,24 @@ async def test_full_runs_under_departures_and_moves_delete_exactly_the_stones_th
         assert after[sid]["feed_price"] == Decimal(cents) / 100, "a moved stone was refreshed by the confirm step"
     deleted = {sid for sid, entry in final.items() if entry["status"] == "deleted"}
     assert deleted == set(removed), "exactly the stones that left the feed are deleted"
+
+
+async def test_a_feed_of_one_stone_costs_two_pages_and_an_empty_feed_plans_no_run(
+    db: Pool, database_url: str, tmp_path: Path, small_sim: ThreadedSimulator
+) -> None:
+    listed = sorted(expected_ids(await ground_truth(small_sim), FEED, datetime.now(UTC)))
+    await edit(small_sim, remove=listed[1:])
+    await sim_control(small_sim, "stats/reset")
+    async with planned(database_url, tmp_path, small_sim) as (container, started):
+        await page_run(container, started)
+        async with container.pool.connection() as conn:
+            (partition,) = await load_partitions(conn, started.run.run_id)
+        stats = await sim_stats(small_sim)
+        assert await stored_ids(db) == listed[:1]
+        assert (partition.status, partition.records_seen, partition.estimated_records) == ("completed", 1, 1)
+        assert stats["requests"]["diamonds_by_query"] == 2, "the stone's page and the empty page after it"
+        assert stats["requests"]["diamonds_by_query_count"] == 1
+        await edit(small_sim, remove=listed[:1])
+        async with container.pool.connection() as conn:
+            await conn.execute("UPDATE run_metadata SET status = 'completed', completed_at = now()")
+        assert await start_run(container, feed=FEED, run_type="full", requested_by="test") is None
