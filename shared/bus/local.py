@@ -235,11 +235,13 @@ class LocalBus:
     async def abandon(self, message: ReceivedMessage, *, delay: timedelta = timedelta(0)) -> None:
         """Release the lock; the message is redelivered after `delay` (or dead-lettered if exhausted)."""
         async with self.pool.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 """UPDATE bus_messages SET lock_token = NULL, locked_until = NULL, visible_at = now() + %s
-                   WHERE id = %s AND lock_token = %s""",
+                   WHERE id = %s AND lock_token = %s AND locked_until > now()""",
                 (delay, message.id, message.lock_token),
             )
+            if cur.rowcount != 1:
+                raise MessageLockLostError(f"lock lost on message {message.message_id} ({message.queue})")
 
     async def dead_letter(
         self, message: ReceivedMessage, *, reason: str, description: str | None = None, source: str = "local"

@@ -193,3 +193,19 @@ async def test_a_message_larger_than_service_bus_accepts_is_refused_and_nothing_
     assert (await bus.depth())[Q] == 0
     await bus.send([fits])
     assert [m.message_id for m in await bus.receive(Q)] == ["fits"]
+
+
+async def test_abandon_after_the_lock_expired_is_refused_as_on_service_bus(db: Pool) -> None:
+    bus = make_bus(db, lock=1)
+    await bus.send([message("a"), message("b")])
+    first_a, first_b = await bus.receive(Q, 2)
+    await asyncio.sleep(1.2)
+    [second_a] = await bus.receive(Q)  # a went to another consumer; b's lock expired unclaimed
+    with pytest.raises(MessageLockLostError):
+        await bus.abandon(first_a, delay=timedelta(minutes=5))
+    with pytest.raises(MessageLockLostError):
+        await bus.abandon(first_b, delay=timedelta(minutes=5))
+    # Neither stale abandon touched the messages: a stays locked, b is deliverable now, not in 5 minutes.
+    [second_b] = await bus.receive(Q, 2)
+    assert (second_a.message_id, second_b.message_id, second_b.delivery_count) == ("a", "b", 2)
+    await bus.complete(second_a)
