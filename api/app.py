@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api.background import Background
+from api.body_limit import BodyLimit
 from api.compression import GZIP_LEVEL, GZIP_MINIMUM_SIZE, GZipNegotiation
 from api.errors import install_error_handlers
 from api.head import HeadAsGet
@@ -39,6 +40,8 @@ dead letter, preview a heatmap) and pricing rules and jobs. `/api/health` is pub
 **Errors.** Every error is `{"error": {"code", "message", "details"}}`; invalid parameters answer
 422 with the parameter named in `details`, as do a query parameter the operation does not take and
 a single-valued one given twice.
+
+**Bodies** are at most 1 MiB (413 `payload_too_large`).
 
 **Money** is a decimal string with two places; timestamps are ISO-8601 in UTC.
 """
@@ -77,6 +80,7 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.add_middleware(GZipNegotiation, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
     # Outermost: a HEAD carries the headers of the GET as served, gzip included.
     app.add_middleware(HeadAsGet)
+    app.add_middleware(BodyLimit)
     # The catalogue search parses and checks its own query (api/catalogue/params.py); a probe's
     # health check is not held to it.
     checked = [Depends(refuse_unknown_query)]

@@ -135,9 +135,13 @@ def install_error_handlers(app: FastAPI) -> None:
             # FastAPI's "error parsing the body" (not JSON, not UTF-8): a validation error of the body.
             detail = [{"parameter": "body", "in": "body", "message": str(exc.detail)}]
             return error_response(422, "validation_error", f"invalid value for body: {exc.detail}", detail)
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "unauthorized",
+            403: "forbidden",
+            413: "payload_too_large",  # api/body_limit.py
+        }.get(exc.status_code, "http_error")
         response = error_response(exc.status_code, code, str(exc.detail))
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value

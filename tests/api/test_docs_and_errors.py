@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from api.body_limit import MAX_BODY_BYTES, TOO_LARGE, declared_length
 from api.routes.common import takes_several
 from shared import grades
 from tests.api.conftest import Keys
@@ -145,3 +146,21 @@ def test_repeatable_query_parameters_are_told_apart_by_their_annotation() -> Non
         assert takes_several(several), several
     for single in (int, str | None, bool, dict[str, str]):
         assert not takes_several(single), single
+
+
+def test_a_body_over_the_limit_is_413_before_credentials_are_checked(db: Any, keys: Keys, http: httpx.Client) -> None:
+    # Bodies are read before credentials are checked (an HMAC signature covers the body): without a
+    # bound anyone could make the process hold any amount. Declared by Content-Length or sent in
+    # chunks, the answer is the same envelope.
+    body = b"x" * (MAX_BODY_BYTES + 1)
+    for headers in ({}, {"X-API-Key": keys.admin}, {"X-Client-Id": "ops", "X-Timestamp": "1", "X-Signature": "ab"}):
+        for content in (body, iter([body[:1000], body[1000:]])):
+            response = http.post("/api/v2/pricing/rules", content=content, headers=headers)
+            assert response.status_code == 413, response.text
+            assert _envelope(response) == {"code": "payload_too_large", "message": TOO_LARGE, "details": None}
+    at_limit = http.post("/api/v2/pricing/rules", content=b" " * MAX_BODY_BYTES, headers={"X-API-Key": keys.admin})
+    assert at_limit.status_code == 422
+
+
+def test_declared_length() -> None:
+    assert [declared_length(text) for text in (None, "", "12", "x", "-1", "1e3", "١٢")] == [0, 0, 12, 0, 0, 0, 0]
