@@ -37,6 +37,7 @@ _ALL: Final[dict[int | str, dict[str, Any]]] = {
     403: _error("the credentials lack the scope this operation needs"),
     404: _error("not found"),
     409: _error("conflicts with the current state"),
+    413: _error("the request body is over 1 MiB"),
     422: _error("a parameter or the body is invalid; details name it"),
     502: _error("the supplier feed failed (retry later)"),
     503: _error("the database is unavailable"),
@@ -49,7 +50,7 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 ERROR_RESPONSES: Final = responses(304, 401, 403, 404, 422)
-ADMIN_RESPONSES: Final = responses(401, 403, 404, 409, 422)
+ADMIN_RESPONSES: Final = responses(401, 403, 404, 409, 413, 422)
 
 
 def takes_several(annotation: Any) -> bool:
