@@ -44,6 +44,7 @@ def test_openapi_publishes_operations_and_grade_enums(http: httpx.Client) -> Non
     operations = [op for methods in paths.values() for op in methods.values()]
     assert all("503" in op["responses"] for op in operations)
     assert "400" in paths["/api/v2/dead-letters/{dead_letter_id}/replay"]["post"]["responses"]
+    assert "413" in paths["/api/v2/pricing/rules"]["post"]["responses"], "a body can be too large"
 
 
 def test_docs_are_served_without_any_cdn(http: httpx.Client) -> None:
