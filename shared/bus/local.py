@@ -5,7 +5,8 @@
 - delivery count: incremented at every receive; once it reaches `max_delivery_count` and the
   message is abandoned or its lock expires, it moves to `dead_letters` with the reason
   MaxDeliveryCountExceeded;
-- size: a message larger than Service Bus accepts is refused (MessageTooLargeError), nothing sent;
+- limits: a message larger than Service Bus accepts (MessageTooLargeError) or with a message id over
+  128 characters (ValueError, as the SDK raises) is refused, and nothing is sent;
 - duplicate detection: a message id sent within `duplicate_window` is dropped, even if the first
   copy was already consumed;
 - scheduled enqueue: `scheduled_at` keeps a message invisible until then;
@@ -29,7 +30,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from shared.bus.pgtext import json_text, without_nul
-from shared.bus.port import MAX_MESSAGE_BYTES, MessageTooLargeError, OutgoingMessage, QueueNames
+from shared.bus.port import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, MessageTooLargeError, OutgoingMessage, QueueNames
 from shared.db.pool import Pool
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,11 @@ WITH settled AS (
 )
 
 
-def _check_size(message: OutgoingMessage, body: str, properties: str) -> None:
-    """Refuse what Service Bus would (it also counts a few hundred bytes of AMQP headers)."""
+def _check_limits(message: OutgoingMessage, body: str, properties: str) -> None:
+    """Refuse what Service Bus would (its size also counts a few hundred bytes of AMQP headers)."""
+    if len(message.message_id) > MAX_MESSAGE_ID_LENGTH:
+        # The azure-servicebus SDK's own check, word for word.
+        raise ValueError(f"message_id cannot be longer than {MAX_MESSAGE_ID_LENGTH} characters.")
     size = sum(len(text.encode()) for text in (body, properties, message.message_id, message.correlation_id or ""))
     if size > MAX_MESSAGE_BYTES:
         raise MessageTooLargeError(
@@ -185,7 +189,7 @@ class LocalBus:
         bodies = [json_text(dict(m.body)) for m in batch]
         props = [json_text(dict(m.application_properties)) for m in batch]
         for m, body, prop in zip(batch, bodies, props, strict=True):
-            _check_size(m, body, prop)
+            _check_limits(m, body, prop)
         async with self.pool.connection() as conn:
             await conn.execute(
                 _SEND,

@@ -42,6 +42,8 @@ class QueueNames:
 # Service Bus Standard refuses a message over 256 KB (Premium allows more). The broker enforces it in
 # Azure; the local bus refuses the same, so a message that would fail in Azure fails locally too.
 MAX_MESSAGE_BYTES = 256 * 1024
+# Service Bus message ids are at most 128 characters (the azure-servicebus SDK refuses longer ones).
+MAX_MESSAGE_ID_LENGTH = 128
 
 
 class MessageTooLargeError(ValueError):

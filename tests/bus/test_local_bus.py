@@ -10,7 +10,7 @@ import pytest
 
 from localhost.consumer import settle
 from shared.bus.local import BusListener, MessageLockLostError
-from shared.bus.port import MAX_MESSAGE_BYTES, MessageTooLargeError, OutgoingMessage
+from shared.bus.port import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, MessageTooLargeError, OutgoingMessage
 from shared.db.pool import Pool
 from tests.bus.support import Q, make_bus, message
 
@@ -209,3 +209,13 @@ async def test_abandon_after_the_lock_expired_is_refused_as_on_service_bus(db: P
     [second_b] = await bus.receive(Q, 2)
     assert (second_a.message_id, second_b.message_id, second_b.delivery_count) == ("a", "b", 2)
     await bus.complete(second_a)
+
+
+async def test_a_message_id_longer_than_service_bus_accepts_is_refused(db: Pool) -> None:
+    bus = make_bus(db)
+    longest, too_long = "i" * MAX_MESSAGE_ID_LENGTH, "i" * (MAX_MESSAGE_ID_LENGTH + 1)
+    with pytest.raises(ValueError, match="message_id cannot be longer than 128 characters"):
+        await bus.send([message(longest), message(too_long)])
+    assert (await bus.depth())[Q] == 0
+    await bus.send([message(longest)])
+    assert [m.message_id for m in await bus.receive(Q)] == [longest]
