@@ -8,6 +8,7 @@ dead letter is replayed at most once.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from psycopg.rows import class_row
 from pydantic import BaseModel, ConfigDict
 
 from shared.bootstrap import Container
-from shared.bus.port import OutgoingMessage
+from shared.bus.port import MAX_MESSAGE_ID_LENGTH, OutgoingMessage
 from shared.db.pool import Pool
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
 
@@ -59,6 +60,17 @@ async def list_dead_letters(
         return await cur.fetchall()
 
 
+_REPLAY_SUFFIXES = re.compile(r"(:replay-\d+)+$")
+
+
+def replay_message_id(message_id: str, dead_letter_id: int) -> str:
+    """The id a replay is sent under: new (duplicate detection would drop the original's id), unique
+    (by the dead letter's id) and within Service Bus's limit however often a message is replayed: an
+    earlier replay's suffix is replaced, not appended to."""
+    suffix = f":replay-{dead_letter_id}"
+    return _REPLAY_SUFFIXES.sub("", message_id)[: MAX_MESSAGE_ID_LENGTH - len(suffix)] + suffix
+
+
 async def replay(container: Container, dead_letter_id: int) -> str:
     """Send a dead letter's body back to its queue; return the new message id."""
     async with container.pool.connection() as conn, conn.transaction():
@@ -76,7 +88,7 @@ async def replay(container: Container, dead_letter_id: int) -> str:
             raise InvalidRequestError(f"dead letter {dead_letter_id} belongs to unknown queue {letter.queue!r}")
         if not isinstance(letter.body, dict):
             raise InvalidRequestError(f"dead letter {dead_letter_id} has no JSON object body; it cannot be replayed")
-        new_id = f"{letter.message_id}:replay-{dead_letter_id}"
+        new_id = replay_message_id(letter.message_id, dead_letter_id)
         await conn.execute(
             "UPDATE dead_letters SET replayed_at = now(), replay_message_id = %s WHERE id = %s",
             (new_id, dead_letter_id),

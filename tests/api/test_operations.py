@@ -258,6 +258,32 @@ def test_dead_letters_list_and_replay_once(
     assert http.post("/api/v2/dead-letters/999999/replay", headers=_admin(keys)).status_code == 404
 
 
+def test_a_message_replayed_again_and_again_keeps_an_id_service_bus_takes(
+    db: Any, http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
+) -> None:
+    """A replay that dead-letters again is replayed under the original's id plus one suffix: appending
+    a suffix per replay grew the id past Service Bus's 128 characters, and the send failed."""
+    original = "work:" + "p" * 110
+    body = json.dumps({"feed": "nivoda-natural", "run_id": str(uuid.uuid4()), "trace_id": "t"})
+    message_id = f"{original}:replay-7"
+    for _ in range(3):
+        row = sync_db.execute(
+            """INSERT INTO dead_letters (source, queue, message_id, body, reason, delivery_count)
+               VALUES ('local', 'consolidate', %s, %s, 'MaxDeliveryCountExceeded', 5) RETURNING id""",
+            (message_id, body),
+        ).fetchone()
+        assert row is not None
+        replayed = http.post(f"/api/v2/dead-letters/{row[0]}/replay", headers=_admin(keys))
+        assert replayed.status_code == 202, replayed.text
+        message_id = replayed.json()["data"]["replay_message_id"]
+        suffix = f":replay-{row[0]}"
+        assert message_id.endswith(suffix)
+        assert message_id.count(":replay-") == 1
+        assert len(message_id) <= 128
+        assert original.startswith(message_id.removesuffix(suffix))
+    assert len(_messages(sync_db, "consolidate")) == 3
+
+
 def test_watermarks_and_error_records(
     runs: dict[str, str], http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
 ) -> None:
