@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.bus.port import OutgoingMessage, QueueNames
-from shared.bus.servicebus import MessageTooLargeError, ServiceBusBus
+from shared.bus.port import MessageTooLargeError, OutgoingMessage, QueueNames
+from shared.bus.servicebus import ServiceBusBus
 from tests.azure.conftest import CONNECTION, FakeServiceBusClient
 
 QUEUES = QueueNames("work-items", "work-done", "consolidate")
