@@ -166,7 +166,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotModified)
     async def _not_modified(_: Request, exc: NotModified) -> Response:
-        return Response(status_code=304, headers={"ETag": exc.etag, "Cache-Control": CACHE_CONTROL})
+        # RFC 9110 §15.4.5: a 304 carries the Vary its 200 would (every JSON body may be gzipped).
+        headers = {"ETag": exc.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+        return Response(status_code=304, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -251,10 +251,16 @@ def test_etag_304_and_new_version_after_consolidation(
     etag = first.headers["etag"]
     assert etag.startswith('W/"')
     assert first.headers["cache-control"] == "private, no-cache"
+    assert first.headers["content-encoding"] == "gzip"
+    assert first.headers["vary"] == "Accept-Encoding"
+    identity = http.get("/api/v2/diamonds", headers={**headers, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in identity.headers
+    assert identity.headers["vary"] == "Accept-Encoding", "the identity body varies by Accept-Encoding too"
     cached = http.get("/api/v2/diamonds", headers={**headers, "If-None-Match": etag})
     assert cached.status_code == 304
     assert cached.content == b""
     assert cached.headers["etag"] == etag
+    assert cached.headers["vary"] == "Accept-Encoding", "a 304 carries the Vary its 200 would (RFC 9110)"
     detail = http.get(f"/api/v2/diamonds/{stones['oval_vg']['id']}", headers={**headers, "If-None-Match": etag})
     assert detail.status_code == 304
     bump_version(sync_db, "nivoda-labgrown")
