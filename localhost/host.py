@@ -38,6 +38,7 @@ from shared.bootstrap import Container, open_container
 from shared.bus.local import BusListener, LocalBus, ReceivedMessage
 from shared.cron import CronExpression
 from shared.db.database import DatabaseTarget, ready_database
+from shared.retention import prune
 from shared.runs import load_run
 from shared.settings import Settings
 from worker.handler import handle_work_item
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 30.0
 ALERTS_EVERY_S = 10.0
 HOUSEKEEPING_EVERY_S = 300.0
+RETENTION_EVERY_S = 3600.0
 DEAD_LETTER_EVERY_S = 5.0
 ADMIN_KEY_FILE = "admin.key"
 
@@ -222,6 +224,12 @@ async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator
             _every(ALERTS_EVERY_S, stop, lambda: deliver_pending(container.pool, webhook, http), "alerts"),
             _every(DEAD_LETTER_EVERY_S, stop, bus.dead_letter_exhausted, "dead-letter sweep"),
             _every(HOUSEKEEPING_EVERY_S, stop, bus.purge_expired_ids, "housekeeping"),
+            _every(
+                RETENTION_EVERY_S,
+                stop,
+                lambda: prune(container.pool, settings.retention_days, container.clock.now()),
+                "retention",
+            ),
         ]
         host.tasks = [asyncio.create_task(c) for c in background]
         scheduler = asyncio.create_task(_scheduler(container, stop), name="scheduler")

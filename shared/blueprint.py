@@ -1,4 +1,5 @@
-"""Azure Functions: operations that belong to no stage: dead-letter sub-queues and alert delivery.
+"""Azure Functions: operations that belong to no stage: dead-letter sub-queues, alert delivery and
+retention.
 
 A message that Service Bus dead-letters (MaxDeliveryCountExceeded, TTL expiry, ...) is recorded in
 `dead_letters` (source 'servicebus') with its reason and description, and what its last failed
@@ -18,12 +19,14 @@ from shared.alerts import deliver_pending
 from shared.bus.inbound import last_delivery_failure, record_dead_letter
 from shared.functions_messages import inbound, message_fields
 from shared.functions_runtime import runtime
+from shared.retention import prune
 from shared.settings import get_settings
 
 bp = df.Blueprint()
 _settings = get_settings()
 DEAD_LETTER_SUBQUEUE = "$deadletterqueue"
 ALERTS_SCHEDULE = "0 * * * * *"  # every minute
+RETENTION_SCHEDULE = "0 30 3 * * *"  # daily at 03:30 UTC
 _http: dict[str, httpx.AsyncClient] = {}
 
 
@@ -69,3 +72,12 @@ async def alerts_deliver(timer: func.TimerRequest) -> None:
     with observability.invocation("alerts_deliver"):
         await deliver_pending(container.pool, webhook, http)
         await resume_stalled_jobs(container.pool)
+
+
+@bp.function_name("retention_prune")
+@bp.timer_trigger(arg_name="timer", schedule=RETENTION_SCHEDULE, run_on_startup=False, use_monitor=True)
+async def retention_prune(timer: func.TimerRequest) -> None:
+    """Delete operational records older than RETENTION_DAYS (see shared/retention.py)."""
+    container = await runtime.get()
+    with observability.invocation("retention_prune"):
+        await prune(container.pool, container.settings.retention_days, container.clock.now())

@@ -169,6 +169,14 @@ class Settings(BaseSettings):
         Decimal("0.02"), ge=0, le=1, description="share of unmappable items (0-1) that raises an alert"
     )
 
+    retention_days: int = Field(
+        90,
+        ge=0,
+        le=3650,
+        description="days error records, finished runs, delivered alerts, replayed dead letters and repricing "
+        "snapshots are kept, 0-3650 (0: forever)",
+    )
+
     # --- alerts and watermark mirror ---------------------------------------------------------
     alert_webhook_url: AnyHttpUrl | None = Field(
         None, description="an http(s):// incoming-webhook URL (Slack/Teams); unset logs alerts only"

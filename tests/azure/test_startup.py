@@ -107,7 +107,7 @@ def test_bad_settings_are_one_log_line_and_a_503_not_an_import_error(change: dic
 
 def test_good_settings_index_every_function() -> None:
     outcome, logged = index(GOOD)
-    assert len(outcome["functions"]) == 15
+    assert len(outcome["functions"]) == 16
     assert "scheduler_timer" in outcome["functions"]
     assert logged == []
 
@@ -115,5 +115,5 @@ def test_good_settings_index_every_function() -> None:
 def test_the_example_settings_for_func_start_index_every_function() -> None:
     example = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
     outcome, logged = index(example)
-    assert len(outcome["functions"]) == 15
+    assert len(outcome["functions"]) == 16
     assert logged == []

@@ -11,6 +11,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMessage
+from azure.functions.timer import TimerRequest
 
 from fanin import orchestrator
 from fanin.durable import PARTITION_DONE, current_client
@@ -475,3 +476,18 @@ async def test_bad_input_on_each_queue_is_a_dead_letter_with_its_reason(
     ]
     assert reason in rows[0]["description"]
     assert harness.servicebus.outbox == []
+
+
+async def test_the_retention_timer_prunes_old_records(db: Pool, harness: FunctionsHarness) -> None:
+    async with db.connection() as conn:
+        for days in (200, 1):
+            await conn.execute(
+                """INSERT INTO error_records (source, code, message, occurred_at)
+                   VALUES ('worker', 'malformed_item', %s, now() - make_interval(days => %s))""",
+                (f"{days} days old", days),
+            )
+    assert indexed()["retention_prune"]
+    await user_function("retention_prune")(timer=TimerRequest(past_due=False))
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT message FROM error_records")
+        assert [row[0] for row in await cur.fetchall()] == ["1 days old"]

@@ -44,6 +44,7 @@ def test_exactly_the_expected_functions_are_indexed() -> None:
         "deadletters_work_done",
         "deadletters_consolidate",
         "alerts_deliver",
+        "retention_prune",
     }
 
 
@@ -75,7 +76,7 @@ def test_queue_triggers_listen_where_the_bus_sends() -> None:
 def test_timers_have_six_field_schedules_and_never_run_on_startup() -> None:
     timer = trigger("scheduler_timer")
     assert timer["schedule"] == get_settings().schedule_cron
-    for name in ("scheduler_timer", "alerts_deliver", "fanin_watchdog"):
+    for name in ("scheduler_timer", "alerts_deliver", "fanin_watchdog", "retention_prune"):
         binding = trigger(name)
         assert len(binding["schedule"].split()) == 6, binding
         assert binding["runOnStartup"] is False
