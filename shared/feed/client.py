@@ -6,7 +6,8 @@ refresh at a time; a token the server calls invalid or expired is replaced once 
 repeated. Transient failures (timeouts, connection errors, 429, 5xx, the CDN's 403, server-side
 GraphQL errors) are retried with exponential backoff and jitter, waiting at least what Retry-After
 asks; fatal ones (refused credentials, rejected queries) are raised at once. Every HTTP request,
-retries included, first takes a slot from the shared rate limiter.
+retries included, first takes a slot from the shared rate limiter. Every response's `Date` header
+measures the feed's clock against ours (`clock_reading`; see `shared.feed.clock`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -25,6 +27,7 @@ import orjson
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from shared.feed import documents
+from shared.feed.clock import ClockReading, clock_lag
 from shared.feed.errors import FeedAuthError, FeedQueryError, FeedTransientError
 from shared.feed.query import CREATED_AT_ASC, DiamondQuery, Order
 from shared.feed.ratelimit import RateLimiter
@@ -74,6 +77,7 @@ class NivodaClient:
         backoff_jitter_s: float = 0.3,
         max_retry_after_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
@@ -94,6 +98,8 @@ class NivodaClient:
         self._token_lifetime_s = float(token_lifetime_s)
         self._refresh_margin_s = min(TOKEN_REFRESH_MARGIN_S, token_lifetime_s / 2)
         self._clock = clock
+        self._wall_clock = wall_clock
+        self.clock_reading: ClockReading | None = None  # the latest response's, if it had a valid Date
         self._token: str | None = None
         self._refresh_at = 0.0
         self._auth_lock = asyncio.Lock()
@@ -174,13 +180,30 @@ class NivodaClient:
             items.extend(await self.search(query, offset=0, limit=MAX_PAGE_SIZE))
         return items
 
+    async def recent_clock_reading(self, probe: DiamondQuery, *, max_age_s: float) -> ClockReading | None:
+        """A reading of the feed's clock taken within `max_age_s`, making the cheapest real request
+        for one if there is none: the authentication that a client holding no valid token must make
+        before its next call anyway, else a count of `probe` (pass one that matches next to nothing).
+        None only when the feed sends no valid `Date` header."""
+        if not self._recent(max_age_s) and not self._token_valid():
+            await self._current_token()
+        if not self._recent(max_age_s):
+            await self.count(probe)
+        return self.clock_reading if self._recent(max_age_s) else None
+
+    def _recent(self, max_age_s: float) -> bool:
+        return self.clock_reading is not None and self._clock() - self.clock_reading.measured_at <= max_age_s
+
     # --- authentication ----------------------------------------------------------------------
 
+    def _token_valid(self) -> bool:
+        return self._token is not None and self._clock() < self._refresh_at
+
     async def _current_token(self) -> str:
-        if self._token is not None and self._clock() < self._refresh_at:
+        if self._token is not None and self._token_valid():
             return self._token
         async with self._auth_lock:  # one refresh in flight; the others wait for its token
-            if self._token is not None and self._clock() < self._refresh_at:
+            if self._token is not None and self._token_valid():
                 return self._token
             issued_at = self._clock()
             token = await self._authenticate()
@@ -287,4 +310,11 @@ class NivodaClient:
             raise TransientFailure("timeout", f"no response within the timeout ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise TransientFailure("connection", f"{type(exc).__name__}: {exc}") from None
+        self._read_clock(response.headers.get("date"))
         return interpret(operation, response.status_code, response.headers, response.content)
+
+    def _read_clock(self, date_header: str | None) -> None:
+        # Any response counts, a 429 or a 5xx included: its Date is the feed's clock all the same.
+        lag = clock_lag(date_header, self._wall_clock())
+        if lag is not None:
+            self.clock_reading = ClockReading(lag, self._clock())
