@@ -10,21 +10,26 @@
 - `POST /_sim/tokens/revoke`    forget every issued token (the server then calls them invalid)
 - `POST /_sim/tokens/expire`    expire every issued token now (the server then calls them expired)
 - `GET  /_sim/health`
+
+Every response carries a `Date` from the simulator's own clock (`clock_offset_ms` included), as a
+real server's does from its clock; whoever serves the app must not add one of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedsim.simulator import Simulator
 
@@ -43,6 +48,28 @@ async def _body_object(request: Request) -> dict[str, Any] | Response:
     if not isinstance(body, dict):
         return _json({"error": "expected a JSON object"}, 400)
     return body
+
+
+class DateFromClock:
+    """Sets every HTTP response's `Date` header from `http_date` (replacing any other)."""
+
+    def __init__(self, app: ASGIApp, http_date: Callable[[], str]) -> None:
+        self.app = app
+        self.http_date = http_date
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"date"]
+                headers.append((b"date", self.http_date().encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_dated)
 
 
 def create_app(simulator: Simulator) -> Starlette:
@@ -133,5 +160,6 @@ def create_app(simulator: Simulator) -> Starlette:
             Route("/_sim/tokens/expire", expire_tokens, methods=["POST"]),
             Route("/_sim/health", health, methods=["GET"]),
         ],
+        middleware=[Middleware(DateFromClock, http_date=simulator.http_date)],
         lifespan=lifespan,
     )

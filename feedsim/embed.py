@@ -49,6 +49,7 @@ def make_server(simulator: Simulator, *, log_level: str = "warning") -> uvicorn.
         timeout_graceful_shutdown=1,
         timeout_keep_alive=30,
         lifespan="on",
+        date_header=False,  # the app dates its responses by the simulator's clock (one Date header)
     )
     return uvicorn.Server(config)
 

@@ -21,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any, Final
 
 import numpy as np
@@ -147,6 +148,10 @@ class Simulator:
     def clock_ms(self) -> int:
         """The feed's own clock, which stamps updatedAt (it may run ahead of or behind ours)."""
         return _now_ms() + self.config.clock_offset_ms
+
+    def http_date(self) -> str:
+        """The feed's own clock as an HTTP `Date` header value (whole seconds), as its server sends it."""
+        return formatdate(self.clock_ms() / 1000, usegmt=True)
 
     # --- control surface -------------------------------------------------------------------
 
