@@ -1,4 +1,5 @@
-"""Which window a run fetches: pure decisions from the watermark, the request and the clock."""
+"""Which window a run fetches: pure decisions from the watermark, the request and the clocks (ours
+and, as far as it was measured, the feed's)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,24 @@ class RunWindow:
     updated_from: datetime
     updated_to: datetime
     watermark_before: datetime | None
+    feed_clock_lag: timedelta | None = None  # our clock minus the feed's when planned; None = unmeasured
 
 
 def truncate_to_millis(moment: datetime) -> datetime:
     # The feed compares timestamps at millisecond resolution; the stored window must match the query.
     return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def lookback(safety_buffer: timedelta, feed_clock_lag: timedelta | None) -> timedelta:
+    """How far before the watermark an incremental window starts.
+
+    The watermark is the previous run's `updated_to`, read on OUR clock, but stones are selected by
+    the feed's updatedAt. With the feed's clock behind ours by `lag`, a stone the previous run missed
+    because it changed while that run paged got a stamp after `updated_to - lag`, not after
+    `updated_to`: the window must reach back that much further. A feed clock ahead of ours stamps
+    changes after the window's end, where the next window finds them: no change.
+    """
+    return safety_buffer + max(feed_clock_lag or timedelta(0), timedelta(0))
 
 
 def plan_window(
@@ -29,18 +43,20 @@ def plan_window(
     now: datetime,
     full_run_start: datetime,
     safety_buffer: timedelta,
+    feed_clock_lag: timedelta | None = None,
 ) -> RunWindow:
     """Incremental when a watermark exists (unless a type is requested); `updated_to` is fixed now.
 
-    An incremental run starts `safety_buffer` before the watermark so that stones updated while the
-    previous run was planning are not missed; without a watermark it falls back to a full window.
+    An incremental run starts `safety_buffer` (plus the feed clock's lag behind ours, when it is
+    known: see `lookback`) before the watermark, so that stones updated while the previous run was
+    planning or paging are not missed; without a watermark it falls back to a full window.
     """
     run_type: RunType = requested or ("incremental" if watermark is not None else "full")
     updated_to = truncate_to_millis(now)
     if run_type == "incremental" and watermark is not None:
-        updated_from = truncate_to_millis(watermark - safety_buffer)
+        updated_from = truncate_to_millis(watermark - lookback(safety_buffer, feed_clock_lag))
     else:
         updated_from = full_run_start.astimezone(UTC)
     if updated_from >= updated_to:
         raise ValueError(f"empty window: {updated_from.isoformat()} is not before {updated_to.isoformat()}")
-    return RunWindow(run_type, updated_from, updated_to, watermark)
+    return RunWindow(run_type, updated_from, updated_to, watermark, feed_clock_lag)

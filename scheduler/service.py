@@ -7,14 +7,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Final, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from scheduler.heatmap import DensityMap, scan_density
 from scheduler.partitioning import Partition, plan_partitions
-from scheduler.planning import RunType, RunWindow, plan_window
+from scheduler.planning import RunType, RunWindow, lookback, plan_window
 from shared.bootstrap import Container
 from shared.bus.port import publish
 from shared.errors import ConflictError, InvalidRequestError
@@ -82,6 +82,31 @@ def heatmap_summary(density: DensityMap, partitions: list[Partition]) -> dict[st
     }
 
 
+def feed_clock_note(window: RunWindow, safety_buffer: timedelta) -> dict[str, object] | None:
+    """What the run records of the feed's clock (None when unmeasured), warning when its lag
+    exceeds the safety buffer: the buffer alone would then let the next incremental miss stones."""
+    lag = window.feed_clock_lag
+    if lag is None:
+        log.warning(
+            "the feed sent no usable Date header: its clock is unmeasured, the window relies on the %.0f s"
+            " safety buffer alone",
+            safety_buffer.total_seconds(),
+        )
+        return None
+    beyond = lag > safety_buffer
+    if beyond:
+        widened = window.run_type == "incremental" and window.watermark_before is not None
+        log.warning(
+            "the feed's clock is %.1f s behind ours, more than the %.0f s safety buffer: %s",
+            lag.total_seconds(),
+            safety_buffer.total_seconds(),
+            f"this incremental window starts {lookback(safety_buffer, lag).total_seconds():.1f} s before the watermark"
+            if widened
+            else "a full window is not affected; incremental windows start that much further back",
+        )
+    return {"lag_s": round(lag.total_seconds(), 3), "beyond_safety_buffer": beyond}
+
+
 async def _record_run(
     container: Container,
     *,
@@ -89,8 +114,13 @@ async def _record_run(
     window: RunWindow,
     density: DensityMap,
     partitions: list[Partition],
+    feed_clock: dict[str, object] | None,
     requested_by: str,
 ) -> RunRecord:
+    summary = heatmap_summary(density, partitions)
+    if feed_clock is not None:
+        # With the scan: both describe the feed as it was when the run was planned.
+        summary["feed_clock"] = feed_clock
     run_id = uuid.uuid4()
     trace_id = uuid.uuid4().hex
     try:
@@ -109,7 +139,7 @@ async def _record_run(
                     window.watermark_before,
                     len(partitions),
                     sum(p.estimated_records for p in partitions),
-                    Jsonb(heatmap_summary(density, partitions)),
+                    Jsonb(summary),
                     requested_by,
                 ),
             )
@@ -148,17 +178,35 @@ class ScanLimits:
         )
 
 
+# A reading of the feed's clock older than this (or none: a fresh process) is taken again before
+# planning. Clocks drift by seconds a day; ten minutes bounds the extra requests to one count per
+# ten idle minutes, and a fresh process's reading comes free with its authentication.
+FEED_CLOCK_MAX_AGE_S: Final = 600.0
+
+
+async def feed_clock_lag(container: Container, feed: str) -> timedelta | None:
+    """The feed's clock behind ours (negative: ahead), as measured within FEED_CLOCK_MAX_AGE_S."""
+    now = container.clock.now()
+    # If a request is needed: a count of one millisecond of updatedAt, the scan's own query shape
+    # (so the feed accepts it) matching next to nothing (so it costs the feed next to nothing).
+    probe = base_query(VARIANTS[feed], updated_from=now, updated_to=now, only_available=False)
+    reading = await container.feed.recent_clock_reading(probe, max_age_s=FEED_CLOCK_MAX_AGE_S)
+    return None if reading is None else reading.lag
+
+
 async def next_window(container: Container, feed: str, run_type: RunType | None) -> RunWindow:
     """The window a run of `feed` started now would fetch (ValueError when it would be empty)."""
     settings = container.settings
     async with container.pool.connection() as conn:
         watermark = await load_watermark(conn, feed)
+    lag = await feed_clock_lag(container, feed)
     return plan_window(
         requested=run_type,
         watermark=watermark,
         now=container.clock.now(),
         full_run_start=settings.full_run_start_date,
         safety_buffer=timedelta(minutes=settings.incremental_safety_buffer_minutes),
+        feed_clock_lag=lag,
     )
 
 
@@ -210,6 +258,7 @@ async def start_run(
             raise ConflictError(f"feed {feed} already has an active run {current.run_id} ({current.status})")
     window = await next_window(container, feed, run_type)
     with log_context(feed=feed):
+        feed_clock = feed_clock_note(window, timedelta(minutes=container.settings.incremental_safety_buffer_minutes))
         density, partitions = await scan_and_partition(
             container, feed, window, ScanLimits.from_settings(container.settings, window.run_type)
         )
@@ -222,6 +271,7 @@ async def start_run(
             window=window,
             density=density,
             partitions=partitions,
+            feed_clock=feed_clock,
             requested_by=requested_by,
         )
     with log_context(run_id=run.run_id, trace_id=run.trace_id, feed=feed):
