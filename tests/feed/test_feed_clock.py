@@ -60,17 +60,17 @@ async def test_the_client_keeps_the_latest_lag_of_any_response(sim: SimControl, 
     assert client.clock_reading is None
     await client.count(DiamondQuery())
     assert client.clock_reading is not None
-    assert timedelta(0) <= client.clock_reading.lag < timedelta(seconds=2)
+    assert timedelta(0) <= client.clock_reading.lag < timedelta(seconds=10)
 
     sim.configure(clock_offset_ms=-TEN_MINUTES_MS, error_rate=1.0)
     with pytest.raises(FeedTransientError):
         await client.count(DiamondQuery())
     ten = timedelta(milliseconds=TEN_MINUTES_MS)
-    assert ten <= client.clock_reading.lag < ten + timedelta(seconds=2), "a 5xx carries the feed's Date too"
+    assert ten <= client.clock_reading.lag < ten + timedelta(seconds=10), "a 5xx carries the feed's Date too"
 
     sim.configure(clock_offset_ms=TEN_MINUTES_MS, error_rate=0.0)
     await client.count(DiamondQuery())
-    assert -ten <= client.clock_reading.lag < -ten + timedelta(seconds=2), "a feed ahead of us gives a negative lag"
+    assert -ten <= client.clock_reading.lag < -ten + timedelta(seconds=10), "a feed ahead of us gives a negative lag"
 
 
 async def test_a_recent_reading_costs_no_request_and_a_fresh_client_only_its_authentication(
