@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Final, Literal
 
 RunType = Literal["full", "incremental"]
+
+# The feed's Date has whole seconds and is read when its response arrives, so clocks in step measure a
+# lag of up to a second and the response's travel: below this, a lag cannot be told from none.
+LAG_RESOLUTION: Final = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -24,16 +28,24 @@ def truncate_to_millis(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def lookback(safety_buffer: timedelta, feed_clock_lag: timedelta | None) -> timedelta:
-    """How far before the watermark an incremental window starts.
+def lag_to_cover(feed_clock_lag: timedelta | None) -> timedelta:
+    """How much of the feed clock's lag behind ours a window must allow for.
 
     The watermark is the previous run's `updated_to`, read on OUR clock, but stones are selected by
     the feed's updatedAt. With the feed's clock behind ours by `lag`, a stone the previous run missed
     because it changed while that run paged got a stamp after `updated_to - lag`, not after
     `updated_to`: the window must reach back that much further. A feed clock ahead of ours stamps
-    changes after the window's end, where the next window finds them: no change.
+    changes after the window's end, where the next window finds them: nothing to cover. Nor when the
+    lag is unmeasured or under LAG_RESOLUTION (the safety buffer covers that much).
     """
-    return safety_buffer + max(feed_clock_lag or timedelta(0), timedelta(0))
+    if feed_clock_lag is None or feed_clock_lag < LAG_RESOLUTION:
+        return timedelta(0)
+    return feed_clock_lag
+
+
+def lookback(safety_buffer: timedelta, feed_clock_lag: timedelta | None) -> timedelta:
+    """How far before the watermark an incremental window starts."""
+    return safety_buffer + lag_to_cover(feed_clock_lag)
 
 
 def plan_window(

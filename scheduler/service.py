@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from scheduler.heatmap import DensityMap, scan_density
 from scheduler.partitioning import Partition, plan_partitions
-from scheduler.planning import RunType, RunWindow, lookback, plan_window
+from scheduler.planning import RunType, RunWindow, lag_to_cover, lookback, plan_window
 from shared.bootstrap import Container
 from shared.bus.port import publish
 from shared.errors import ConflictError, InvalidRequestError
@@ -93,7 +93,7 @@ def feed_clock_note(window: RunWindow, safety_buffer: timedelta) -> dict[str, ob
             safety_buffer.total_seconds(),
         )
         return None
-    beyond = lag > safety_buffer
+    beyond = lag_to_cover(lag) > safety_buffer
     if beyond:
         widened = window.run_type == "incremental" and window.watermark_before is not None
         log.warning(

@@ -32,6 +32,8 @@ def incremental_from(lag: timedelta | None) -> datetime:
         (timedelta(0), MARK - BUFFER),
         (timedelta(minutes=10), MARK - BUFFER - timedelta(minutes=10)),  # behind: that much further back
         (timedelta(seconds=30), MARK - BUFFER - timedelta(seconds=30)),  # behind, within the buffer: still added
+        (timedelta(seconds=2), MARK - BUFFER - timedelta(seconds=2)),  # measurably behind
+        (timedelta(seconds=1, microseconds=999_999), MARK - BUFFER),  # what Date makes of clocks in step
         (timedelta(minutes=-10), MARK - BUFFER),  # ahead: changes land after the window's end
     ],
 )
@@ -40,9 +42,9 @@ def test_an_incremental_window_starts_the_feed_clocks_lag_further_back(lag: time
 
 
 def test_the_start_is_cut_to_the_feeds_milliseconds_never_later_than_asked() -> None:
-    # 11:00 - 60 s - 1.999999 s = 10:58:58.000001: cut down to the millisecond, not rounded up.
-    assert incremental_from(timedelta(seconds=1, microseconds=999_999)) == datetime(
-        2026, 11, 29, 10, 58, 58, tzinfo=UTC
+    # 11:00 - 60 s - 2.999999 s = 10:58:57.000001: cut down to the millisecond, not rounded up.
+    assert incremental_from(timedelta(seconds=2, microseconds=999_999)) == datetime(
+        2026, 11, 29, 10, 58, 57, tzinfo=UTC
     )
 
 
@@ -56,6 +58,21 @@ def test_a_full_window_ignores_the_lag() -> None:
         feed_clock_lag=timedelta(hours=2),
     )
     assert (window.updated_from, window.feed_clock_lag) == (START, timedelta(hours=2))
+
+
+def test_with_no_buffer_clocks_in_step_start_exactly_at_the_watermark(caplog: pytest.LogCaptureFixture) -> None:
+    window = plan_window(
+        requested=None,
+        watermark=MARK,
+        now=NOW,
+        full_run_start=START,
+        safety_buffer=timedelta(0),
+        feed_clock_lag=timedelta(milliseconds=1_300),  # Date's whole seconds plus the response's travel
+    )
+    assert window.updated_from == MARK
+    with caplog.at_level(logging.WARNING, logger="scheduler.service"):
+        assert feed_clock_note(window, timedelta(0)) == {"lag_s": 1.3, "beyond_safety_buffer": False}
+    assert not caplog.records
 
 
 def test_a_lag_reaching_past_now_is_still_a_window() -> None:
