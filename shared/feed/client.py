@@ -185,7 +185,7 @@ class NivodaClient:
         for one if there is none: the authentication that a client holding no valid token must make
         before its next call anyway, else a count of `probe` (pass one that matches next to nothing).
         None only when the feed sends no valid `Date` header."""
-        if not self._recent(max_age_s) and not self._token_valid():
+        if not self._recent(max_age_s) and self._valid_token() is None:
             await self._current_token()
         if not self._recent(max_age_s):
             await self.count(probe)
@@ -196,15 +196,15 @@ class NivodaClient:
 
     # --- authentication ----------------------------------------------------------------------
 
-    def _token_valid(self) -> bool:
-        return self._token is not None and self._clock() < self._refresh_at
+    def _valid_token(self) -> str | None:
+        return self._token if self._clock() < self._refresh_at else None
 
     async def _current_token(self) -> str:
-        if self._token is not None and self._token_valid():
-            return self._token
+        if (token := self._valid_token()) is not None:
+            return token
         async with self._auth_lock:  # one refresh in flight; the others wait for its token
-            if self._token is not None and self._token_valid():
-                return self._token
+            if (token := self._valid_token()) is not None:
+                return token
             issued_at = self._clock()
             token = await self._authenticate()
             self._token = token
