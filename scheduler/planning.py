@@ -60,7 +60,7 @@ def plan_window(
     """Incremental when a watermark exists (unless a type is requested); `updated_to` is fixed now.
 
     An incremental run starts `safety_buffer` (plus the feed clock's lag behind ours, when it is
-    known: see `lookback`) before the watermark, so that stones updated while the previous run was
+    measurable: see `lag_to_cover`) before the watermark, so that stones updated while the previous run was
     planning or paging are not missed; without a watermark it falls back to a full window.
     """
     run_type: RunType = requested or ("incremental" if watermark is not None else "full")
