@@ -145,15 +145,22 @@ WITH page AS (
     INSERT INTO run_seen_stones (run_id, supplier_stone_id)
     SELECT %(run)s, sid FROM page
     ON CONFLICT DO NOTHING
+    RETURNING supplier_stone_id
 )
-SELECT count(*) FROM changed
+SELECT (SELECT count(*) FROM changed), ARRAY(SELECT supplier_stone_id FROM seen)
 """
 
 
-async def upsert_raw(conn: Conn, *, feed: str, run_id: UUID, items: Sequence[RawItem]) -> int:
-    """Upsert a page's items (caller's transaction); return how many changed (now pending)."""
+@dataclass(frozen=True)
+class Upserted:
+    changed: int  # items whose payload changed, now pending consolidation
+    first_seen: frozenset[str]  # stones the run had not seen before this page
+
+
+async def upsert_raw(conn: Conn, *, feed: str, run_id: UUID, items: Sequence[RawItem]) -> Upserted:
+    """Upsert a page's items (caller's transaction); return what changed and what the run saw first."""
     if not items:
-        return 0
+        return Upserted(0, frozenset())
     cur = await conn.execute(
         _UPSERT,
         {
@@ -166,7 +173,8 @@ async def upsert_raw(conn: Conn, *, feed: str, run_id: UUID, items: Sequence[Raw
         },
     )
     row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    assert row is not None
+    return Upserted(int(row[0]), frozenset(row[1]))
 
 
 async def seen_ids(conn: Conn, run_id: UUID, candidates: Sequence[str]) -> set[str]:

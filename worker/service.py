@@ -185,14 +185,14 @@ async def _store_step(
     ]
     if runaway:
         errors.append(ErrorRecord("worker", "offset_cap", cap_error, run.run_id, item.partition_id, run.feed))
-    stored = sorted(new_ids.intersection(raw.supplier_stone_id for raw in raw_items))
     try:
         async with container.pool.connection() as conn, conn.transaction():
+            upserted = await upsert_raw(conn, feed=run.feed, run_id=run.run_id, items=raw_items)
             # Stones the run stores for the first time, as its seen-set holds them: a stone can come
             # twice (moved to a partition not yet paged, refetched after drift), a refused one is
             # counted by its error record.
-            new_stones = len(stored) - len(await seen_ids(conn, run.run_id, stored))
-            changed = await upsert_raw(conn, feed=run.feed, run_id=run.run_id, items=raw_items)
+            new_stones = len(upserted.first_seen & new_ids)
+            changed = upserted.changed
             partition = await _advance(
                 conn,
                 item,
