@@ -28,6 +28,7 @@ from consolidator.payload import decode_item
 from consolidator.pricing import RuleSet, price
 from consolidator.repricing import catch_up_run
 from consolidator.rules_store import pinned_ruleset
+from consolidator.statistics import analyse_once_filled, refresh_statistics
 from consolidator.writer import (
     MergeCounts,
     claim_pending,
@@ -135,26 +136,11 @@ async def _consolidate_owned(container: Container, run: RunRecord) -> Consolidat
     result = await finalise(container, run, rules, stats, gone, advance=advance)
     if result.outcome == "completed":
         merged = result.stats.merged
-        await refresh_statistics(container, merged.inserted + merged.updated + result.deleted + result.stats.unlisted)
+        async with container.pool.connection() as conn:
+            await refresh_statistics(
+                conn, "diamonds", merged.inserted + merged.updated + result.deleted + result.stats.unlisted
+            )
     return result
-
-
-def statistics_stale(changed: int, estimated_rows: float) -> bool:
-    """Whether a change of `changed` stones leaves the catalogue's planner statistics stale: a tenth of
-    the table, autovacuum's own threshold (estimated_rows is -1 for a table never analysed)."""
-    return estimated_rows < 0 or changed * 10 > estimated_rows
-
-
-async def refresh_statistics(container: Container, changed: int) -> None:
-    """Searches are planned, and their totals estimated, from the catalogue's statistics. Autovacuum
-    refreshes them a minute or so after a large change; until then a first load was searched as an
-    empty table (a total of "about 10,001" for 14,356 live stones). ANALYZE samples a fixed number
-    of rows (~0.3 s at 500K stones), so a large consolidation refreshes them when it completes."""
-    async with container.pool.connection() as conn:
-        cur = await conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'diamonds'::regclass")
-        row = await cur.fetchone()
-        if row is not None and statistics_stale(changed, float(row[0])):
-            await conn.execute("ANALYZE diamonds")
 
 
 async def drain(container: Container, run: RunRecord, rules: RuleSet) -> DrainStats:
@@ -162,24 +148,32 @@ async def drain(container: Container, run: RunRecord, rules: RuleSet) -> DrainSt
     stats = DrainStats()
     labgrown = VARIANTS[run.feed].labgrown
     batch_size = container.settings.consolidator_batch_size
+    async with container.pool.connection() as conn:
+        await refresh_statistics(conn, "raw_pending")
 
-    async def loop() -> None:
+    catalogue_has_statistics = False
+
+    async def loop(watches_statistics: bool) -> None:
+        nonlocal catalogue_has_statistics
         while True:
-            async with container.pool.connection() as conn, conn.transaction():
-                claimed = await claim_pending(conn, run.feed, batch_size)
-                if not claimed:
-                    return
-                rows, failures = _map_batch(claimed, run, rules, labgrown)
-                merged = await merge_rows(conn, rows, run.run_id)
-                await record_errors(conn, failures)
-                # A live stone whose item no longer maps (it lost its video, say) is not listable: left
-                # as it was, its price and availability would go stale. Restored once it maps again.
-                unmappable = [f.supplier_stone_id for f in failures if f.supplier_stone_id is not None]
-                unlisted = await soft_delete(conn, run.feed, unmappable, run.run_id)
-                await _count(conn, run, len(claimed), len(failures), merged, unlisted)
+            async with container.pool.connection() as conn:
+                async with conn.transaction():
+                    claimed = await claim_pending(conn, run.feed, batch_size)
+                    if not claimed:
+                        return
+                    rows, failures = _map_batch(claimed, run, rules, labgrown)
+                    merged = await merge_rows(conn, rows, run.run_id)
+                    await record_errors(conn, failures)
+                    # A live stone whose item no longer maps (it lost its video, say) is not listable: left
+                    # as it was, its price and availability would go stale. Restored once it maps again.
+                    unmappable = [f.supplier_stone_id for f in failures if f.supplier_stone_id is not None]
+                    unlisted = await soft_delete(conn, run.feed, unmappable, run.run_id)
+                    await _count(conn, run, len(claimed), len(failures), merged, unlisted)
+                if watches_statistics and not catalogue_has_statistics:  # one loop: never two ANALYZEs
+                    catalogue_has_statistics = await analyse_once_filled(conn, "diamonds")
             stats.add(len(claimed), len(failures), merged, unlisted)
 
-    await asyncio.gather(*(loop() for _ in range(PIPELINE_DEPTH)))
+    await asyncio.gather(*(loop(watches_statistics=i == 0) for i in range(PIPELINE_DEPTH)))
     if stats.processed:
         log.info(
             "consolidated %d raw rows: %d new, %d updated, %d unchanged, %d unmappable (%d live ones unlisted)",
