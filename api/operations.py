@@ -9,6 +9,7 @@ already failed for that reason (status_reason starting with "stalled").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from psycopg.rows import dict_row
 
 from fanin.lifecycle import decide, stall_deadline
 from fanin.service import policy_from
+from scheduler.planning import lag_to_cover
 from shared.errors import NotFoundError
 from shared.runs import Conn, load_run, run_snapshot
 from shared.settings import Settings
@@ -37,7 +39,7 @@ SELECT r.run_id, r.feed, r.run_type, r.status, {_STALLED} AS stalled, r.status_r
        r.consolidation_processed, r.consolidation_errors, r.diamonds_inserted, r.diamonds_updated,
        r.diamonds_unchanged, r.diamonds_deleted, r.diamonds_restored, r.pricing_version,
        r.started_at, r.ingestion_completed_at, r.consolidation_requested_at, r.consolidation_started_at,
-       r.consolidation_completed_at, r.completed_at, r.last_progress_at
+       r.consolidation_completed_at, r.completed_at, r.last_progress_at, r.heatmap -> 'feed_clock' AS feed_clock
 FROM run_metadata r
 LEFT JOIN LATERAL (
     SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
@@ -65,9 +67,22 @@ def _status_clause(status: str | None) -> str:
     return "r.status = %(status)s"
 
 
+def feed_clock_reading(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The feed clock note the scheduler stored with the run (None: unmeasured), plus whether its lag
+    widened the run's window, decided as `plan_window` did: only an incremental run from a watermark
+    reaches back, and only by a lag `lag_to_cover` counts."""
+    note: dict[str, Any] | None = row["feed_clock"]
+    if note is None:
+        return None
+    from_watermark = row["run_type"] == "incremental" and row["watermark_before"] is not None
+    added = from_watermark and lag_to_cover(timedelta(seconds=note["lag_s"])) > timedelta(0)
+    return {**note, "added_to_window": added}
+
+
 def _present(row: dict[str, Any]) -> dict[str, Any]:
     stalled = row.pop("stalled")
     row["state"] = "stalled" if stalled else row["status"]
+    row["feed_clock"] = feed_clock_reading(row)
     return row
 
 

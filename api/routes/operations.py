@@ -39,6 +39,22 @@ TEXT = r"^[^\x00]*$"
 Offset = Annotated[int, Query(ge=0, le=100_000)]
 
 
+class FeedClock(BaseModel):
+    lag_s: float = Field(
+        description="our clock minus the feed's (from its HTTP Date header) when the run was planned, in seconds; "
+        "positive = the feed's clock is behind ours"
+    )
+    beyond_safety_buffer: bool = Field(
+        description="the lag exceeded the incremental safety buffer (the scheduler logged a warning): the buffer "
+        "alone would let an incremental window miss stones"
+    )
+    added_to_window: bool = Field(
+        description="the lag widened this run's window: an incremental run from a watermark starts that much "
+        "further before it (a full window, a feed clock ahead of ours or a lag within the Date header's "
+        "resolution adds nothing)"
+    )
+
+
 class RunSummary(BaseModel):
     run_id: UUID
     feed: str
@@ -80,6 +96,10 @@ class RunSummary(BaseModel):
     consolidation_completed_at: datetime | None
     completed_at: datetime | None
     last_progress_at: datetime
+    feed_clock: FeedClock | None = Field(
+        description="the feed's clock as measured when the run was planned; null when unmeasured (the feed sent "
+        "no usable Date header, or the run predates the measurement)"
+    )
 
 
 class Partition(BaseModel):

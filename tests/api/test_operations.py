@@ -166,6 +166,37 @@ def test_a_run_says_how_many_of_the_stones_it_fetched_had_changed(
     assert "consolidation" in schema["properties"]["records_changed"]["description"]
 
 
+def test_a_run_gives_the_feed_clock_reading_it_was_planned_with(
+    runs: dict[str, str], http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
+) -> None:
+    """The scheduler stores the feed clock's lag in the run's heatmap; the run says it, and whether it
+    widened the window (an incremental run from a watermark, a lag of at least the Date resolution)."""
+    readings = {
+        "done": ("incremental", {"lag_s": 603.4, "beyond_safety_buffer": True}),  # the window reached back
+        "failed": ("full", {"lag_s": 603.4, "beyond_safety_buffer": True}),  # a full window is not affected
+        "skipped": ("incremental", {"lag_s": 1.3, "beyond_safety_buffer": False}),  # within the Date resolution
+    }
+    for name, (run_type, reading) in readings.items():
+        sync_db.execute(
+            """UPDATE run_metadata SET heatmap = jsonb_build_object('total', 0, 'feed_clock', %s::jsonb),
+                   run_type = %s, watermark_before = %s WHERE run_id = %s""",
+            (json.dumps(reading), run_type, NOW - timedelta(hours=1), runs[name]),
+        )
+    expected = {
+        runs["done"]: {"lag_s": 603.4, "beyond_safety_buffer": True, "added_to_window": True},
+        runs["failed"]: {"lag_s": 603.4, "beyond_safety_buffer": True, "added_to_window": False},
+        runs["skipped"]: {"lag_s": 1.3, "beyond_safety_buffer": False, "added_to_window": False},
+        runs["stalled"]: None,  # no reading: an older run, or a feed without a Date header
+    }
+    listed = http.get("/api/v2/runs", headers=_read(keys)).json()["data"]
+    assert {run["run_id"]: run["feed_clock"] for run in listed} == expected
+    for run_id, clock in expected.items():
+        assert http.get(f"/api/v2/runs/{run_id}", headers=_read(keys)).json()["data"]["feed_clock"] == clock
+    schemas = http.get("/api/v2/openapi.json").json()["components"]["schemas"]
+    assert "feed_clock" in schemas["RunSummary"]["properties"]
+    assert set(schemas["FeedClock"]["required"]) == {"lag_s", "beyond_safety_buffer", "added_to_window"}
+
+
 def _messages(conn: psycopg.Connection[Any], queue: str) -> list[dict[str, Any]]:
     return [row[0] for row in conn.execute("SELECT body FROM bus_messages WHERE queue = %s", (queue,)).fetchall()]
 
