@@ -10,6 +10,8 @@ HMAC scope rule: each entry of HMAC_SECRETS is `"<client-id>": "<secret>"` (scop
 or `"<client-id>:read": "<secret>"` (scope read only); the client sends `X-Client-Id: <client-id>`.
 
 An API key's `last_used_at` is written at most once a minute, so reads do not turn into writes.
+
+Failed authentications are throttled per source (api/auth_throttle.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
+from api.auth_throttle import throttled
 from api.deps import get_container
 from api.errors import AuthError, ForbiddenError
 from api.head import sent_method
@@ -152,13 +155,19 @@ async def _from_hmac(container: Container, request: Request, client_id: str) -> 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
 
 
-async def authenticate(request: Request, container: Container, api_key: str | None) -> Principal:
+async def _identify(request: Request, container: Container, api_key: str | None) -> Principal:
     if api_key:
         return await _from_api_key(container, request, api_key)
     client_id = request.headers.get("x-client-id")
     if client_id:
         return await _from_hmac(container, request, client_id)
     raise AuthError("missing credentials: send X-API-Key or an HMAC signature")
+
+
+async def authenticate(request: Request, container: Container, api_key: str | None) -> Principal:
+    """The caller, unless its source failed too often lately (api/auth_throttle.py): then 429 before
+    any key lookup or signature check, even for a correct credential."""
+    return await throttled(request, container, lambda: _identify(request, container, api_key))
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:

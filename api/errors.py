@@ -38,6 +38,16 @@ class ForbiddenError(OpusError):
     code = "forbidden"
 
 
+class TooManyFailedAuthenticationsError(OpusError):
+    """429: the request's source failed to authenticate too often (api/auth_throttle.py)."""
+
+    code = "too_many_failed_authentications"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many failed authentications from this address; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
 class ParameterError(OpusError):
     """422: a request parameter the route parses itself is malformed; names the parameter."""
 
@@ -59,6 +69,7 @@ class NotModified(Exception):
 _STATUS_BY_ERROR: dict[type[OpusError], int] = {
     AuthError: 401,
     ForbiddenError: 403,
+    TooManyFailedAuthenticationsError: 429,
     ParameterError: 422,
     NotFoundError: 404,
     ConflictError: 409,
@@ -156,6 +167,8 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(status, exc.code, str(exc), getattr(exc, "details", None))
         if status == 401:
             response.headers["WWW-Authenticate"] = 'APIKey header="X-API-Key"'
+        if isinstance(exc, TooManyFailedAuthenticationsError):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
 
     @app.exception_handler(FeedError)

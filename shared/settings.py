@@ -193,6 +193,23 @@ class Settings(BaseSettings):
         default_factory=dict, description='a JSON object {"client-id": "secret", ...}'
     )
     hmac_tolerance_s: int = Field(300, ge=1, le=3600, description="seconds, an integer 1-3600")
+    api_auth_failure_limit: int = Field(
+        20,
+        ge=0,
+        le=10_000,
+        description="failed authentications one source (client address) may make per API_AUTH_FAILURE_WINDOW_S "
+        "before its requests answer 429, counted per API process, an integer 0-10000 (0: no limit)",
+    )
+    api_auth_failure_window_s: int = Field(
+        60, ge=1, le=86_400, description="seconds of API_AUTH_FAILURE_LIMIT's budget, an integer 1-86400"
+    )
+    api_trusted_proxy_hops: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="proxies in front of the API that append to X-Forwarded-For, whose N-th entry from the right "
+        "is then the client (Azure Functions: 1, behind Front Door: 2), an integer 0-10 (0: ignore the header)",
+    )
     api_search_count_limit: int = Field(
         10_000, ge=100, description="matches a search counts exactly (beyond, an estimate), an integer >= 100"
     )

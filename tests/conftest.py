@@ -114,6 +114,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "opus_data_dir": data_dir,
         "log_level": "WARNING",
         "db_pool_max_size": 8,
+        # The suite fails authentication on purpose, all from 127.0.0.1: tests/api/test_auth_throttle.py turns it on.
+        "api_auth_failure_limit": 0,
         **overrides,
     }
     return load_settings(**values)
