@@ -49,7 +49,7 @@ def retry_delay(delivery_count: int) -> timedelta:
 
 
 async def _renew_until_done(bus: LocalBus, message: ReceivedMessage) -> None:
-    interval = max(1.0, bus.lock_duration.total_seconds() / 3)
+    interval = max(1.0, bus.properties_of(message.queue).lock_duration.total_seconds() / 3)
     while True:
         await asyncio.sleep(interval)
         try:
@@ -85,9 +85,10 @@ async def settle(
                     exc,
                     exc_info=not isinstance(exc, EXPECTED_FAILURES),
                 )
-                if message.delivery_count >= bus.max_delivery_count:
+                max_deliveries = bus.properties_of(message.queue).max_delivery_count
+                if message.delivery_count >= max_deliveries:
                     # The bus would dead-letter it anyway; this way the letter says why.
-                    failure = f"delivery {message.delivery_count} of {bus.max_delivery_count} failed: {exc}"
+                    failure = f"delivery {message.delivery_count} of {max_deliveries} failed: {exc}"
                     await bus.dead_letter(message, reason="MaxDeliveryCountExceeded", description=failure)
                     return "dead-lettered"
                 await bus.abandon(message, delay=retry_delay(message.delivery_count))

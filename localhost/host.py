@@ -140,7 +140,7 @@ def _handler(
 
 def _work_item_handler(container: Container, bus: LocalBus) -> Callable[[ReceivedMessage], Awaitable[object]]:
     async def on_message(message: ReceivedMessage) -> object:
-        last = message.delivery_count >= bus.max_delivery_count
+        last = message.delivery_count >= bus.properties_of(message.queue).max_delivery_count
         return await handle_work_item(container, orjson.dumps(message.body), last_delivery=last)
 
     return on_message
@@ -222,7 +222,7 @@ async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator
             _every(SWEEP_EVERY_S, stop, lambda: sweep(container), "sweep"),
             _every(SWEEP_EVERY_S, stop, lambda: resume_stalled_jobs(container.pool), "repricing jobs"),
             _every(ALERTS_EVERY_S, stop, lambda: deliver_pending(container.pool, webhook, http), "alerts"),
-            _every(DEAD_LETTER_EVERY_S, stop, bus.dead_letter_exhausted, "dead-letter sweep"),
+            _every(DEAD_LETTER_EVERY_S, stop, bus.dead_letter_due, "dead-letter sweep"),
             _every(HOUSEKEEPING_EVERY_S, stop, bus.purge_expired_ids, "housekeeping"),
             _every(
                 RETENTION_EVERY_S,

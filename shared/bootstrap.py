@@ -11,11 +11,11 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from fanin.port import FanInStarter, LocalFanIn
 from shared.bus.local import LocalBus
 from shared.bus.port import MessageBus, QueueNames
+from shared.bus.queue_config import QueueConfigError, local_queue_properties
 from shared.clock import Clock, SystemClock
 from shared.db.database import database_target
 from shared.db.pool import Pool, open_pool
@@ -55,13 +55,12 @@ def rate_limiter(settings: Settings, pool: Pool) -> RateLimiter:
 
 
 def local_bus(settings: Settings, pool: Pool) -> LocalBus:
-    return LocalBus(
-        pool,
-        QueueNames.from_settings(settings),
-        lock_duration=timedelta(seconds=settings.bus_lock_duration_s),
-        max_delivery_count=settings.bus_max_delivery_count,
-        duplicate_window=timedelta(seconds=settings.bus_duplicate_window_s),
-    )
+    queues = QueueNames.from_settings(settings)
+    try:
+        properties = local_queue_properties(settings, queues)
+    except QueueConfigError as exc:
+        raise SettingsError(f"the local bus's queues: {exc}") from None
+    return LocalBus(pool, queues, properties)
 
 
 def servicebus_bus(settings: Settings) -> MessageBus:

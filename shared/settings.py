@@ -86,11 +86,24 @@ class Settings(BaseSettings):
     queue_work_items: str = Field("work-items", min_length=1, description="a queue name")
     queue_work_done: str = Field("work-done", min_length=1, description="a queue name")
     queue_consolidate: str = Field("consolidate", min_length=1, description="a queue name")
-    bus_lock_duration_s: int = Field(120, ge=5, le=300, description="seconds, an integer 5-300")
-    bus_max_delivery_count: int = Field(
-        5, ge=1, le=100, description="an integer 1-100 (in Azure: the work-items queue's MaxDeliveryCount)"
+    # The local bus takes each queue's properties from deploy/servicebus/Config.json; these override
+    # one of them for every queue when set.
+    bus_lock_duration_s: int | None = Field(
+        None, ge=5, le=300, description="seconds, an integer 5-300; unset: each queue's LockDuration (Config.json)"
     )
-    bus_duplicate_window_s: int = Field(600, ge=0, le=86_400, description="seconds, an integer 0-86400")
+    bus_max_delivery_count: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="an integer 1-100: in Azure, the work-items queue's MaxDeliveryCount; "
+        "locally, only when set, every queue's (unset: each queue's, Config.json)",
+    )
+    bus_duplicate_window_s: int | None = Field(
+        None,
+        ge=0,
+        le=86_400,
+        description="seconds, an integer 0-86400 (0: off); unset: each queue's duplicate detection (Config.json)",
+    )
 
     # --- supplier feed (Nivoda) ------------------------------------------------------------
     nivoda_endpoint: AnyHttpUrl | None = Field(
@@ -227,6 +240,8 @@ class Settings(BaseSettings):
         "nivoda_endpoint",
         "alert_webhook_url",
         "azure_storage_connection_string",
+        "bus_lock_duration_s",
+        "bus_duplicate_window_s",
         mode="before",
     )
     @classmethod

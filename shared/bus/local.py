@@ -1,13 +1,18 @@
 """A PostgreSQL-backed bus with Azure Service Bus semantics, for the local runtime.
 
-- peek-lock: a receive locks a message for `lock_duration`; complete deletes it, abandon releases it,
-  and an expired lock makes it deliverable again;
-- delivery count: incremented at every receive; once it reaches `max_delivery_count` and the
-  message is abandoned or its lock expires, it moves to `dead_letters` with the reason
+Each queue has its own properties (`QueueProperties`, read from the emulator's Config.json):
+- peek-lock: a receive locks a message for the queue's lock duration; complete deletes it, abandon
+  releases it, and an expired lock makes it deliverable again;
+- delivery count: incremented at every receive; once it reaches the queue's max delivery count and
+  the message is abandoned or its lock expires, it moves to `dead_letters` with the reason
   MaxDeliveryCountExceeded;
+- time-to-live: a message expires at its enqueue (or scheduled) time plus the queue's default
+  time-to-live; an expired message is never delivered and, where the queue dead-letters on expiry,
+  moves to `dead_letters` with the reason TTLExpiredException (else it is dropped). A message
+  already locked may still be settled, as on Service Bus;
 - limits: a message larger than Service Bus accepts (MessageTooLargeError) or with a message id over
   128 characters (ValueError, as the SDK raises) is refused, and nothing is sent;
-- duplicate detection: a message id sent within `duplicate_window` is dropped, even if the first
+- duplicate detection: a message id sent within the queue's window is dropped, even if the first
   copy was already consumed;
 - scheduled enqueue: `scheduled_at` keeps a message invisible until then;
 - competing consumers: receives use FOR UPDATE SKIP LOCKED;
@@ -31,11 +36,15 @@ from psycopg.rows import dict_row
 
 from shared.bus.pgtext import json_text, without_nul
 from shared.bus.port import MAX_MESSAGE_BYTES, MAX_MESSAGE_ID_LENGTH, MessageTooLargeError, OutgoingMessage, QueueNames
+from shared.bus.queue_config import QueueProperties
 from shared.db.pool import Pool
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "opus_bus"
+# Service Bus's reason and description for a message dead-lettered on expiry.
+TTL_EXPIRED_REASON = "TTLExpiredException"
+TTL_EXPIRED_DESCRIPTION = "The message expired and was dead lettered."
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class ReceivedMessage:
     correlation_id: str | None
     delivery_count: int
     enqueued_at: datetime
+    expires_at: datetime | None
     lock_token: UUID
     locked_until: datetime
 
@@ -56,36 +66,69 @@ class MessageLockLostError(RuntimeError):
     """The lock expired (or the message was settled) before this settle call."""
 
 
-# One statement (so one round trip, atomically): drop ids seen within the duplicate window, insert
-# the rest, and wake receivers with the number of messages each queue got.
+# One statement (so one round trip, atomically): drop ids seen within their queue's duplicate window,
+# insert the rest, and wake receivers with the number of messages each queue got. A message's
+# lifetime starts when it is enqueued: a scheduled one's at its scheduled time, as on Service Bus.
 _SEND = """
 WITH incoming AS (
     SELECT * FROM unnest(%(queues)b::text[], %(ids)b::text[], %(bodies)b::text[]::jsonb[],
-                         %(props)b::text[]::jsonb[], %(correlations)b::text[], %(visible)b::timestamptz[])
-        AS t(queue, message_id, body, props, correlation_id, visible_at)
+                         %(props)b::text[]::jsonb[], %(correlations)b::text[], %(visible)b::timestamptz[],
+                         %(windows)s::interval[], %(ttls)s::interval[])
+        AS t(queue, message_id, body, props, correlation_id, visible_at, dedup_window, ttl)
 ), fresh AS (
     INSERT INTO bus_message_ids (queue, message_id, expires_at)
-    SELECT queue, message_id, now() + %(window)s FROM incoming
+    SELECT queue, message_id, now() + dedup_window FROM incoming WHERE dedup_window > interval '0'
     ON CONFLICT (queue, message_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
         WHERE bus_message_ids.expires_at <= now()
     RETURNING queue, message_id
 ), inserted AS (
-    INSERT INTO bus_messages (queue, message_id, body, application_properties, correlation_id, visible_at)
-    SELECT i.queue, i.message_id, i.body, i.props, i.correlation_id, coalesce(i.visible_at, now())
+    INSERT INTO bus_messages (queue, message_id, body, application_properties, correlation_id, visible_at,
+                              expires_at)
+    SELECT i.queue, i.message_id, i.body, i.props, i.correlation_id, coalesce(i.visible_at, now()),
+           greatest(i.visible_at, now()) + i.ttl
     FROM incoming i
-    WHERE %(no_dedup)s OR EXISTS (SELECT 1 FROM fresh f WHERE f.queue = i.queue AND f.message_id = i.message_id)
+    WHERE i.dedup_window <= interval '0'
+       OR EXISTS (SELECT 1 FROM fresh f WHERE f.queue = i.queue AND f.message_id = i.message_id)
     RETURNING queue
 )
 SELECT pg_notify(%(channel)s, queue || ':' || count(*)) FROM inserted GROUP BY queue
 """
 
-# Every dead letter raises an alert in the same statement (as the Azure dead-letter triggers do).
-_ALERT_LETTERS = """
+
+def _alert_on(letters: str) -> str:
+    """Every dead letter raises an alert in the same statement (as the Azure dead-letter triggers do)."""
+    return f"""
 INSERT INTO alerts (kind, severity, title, message)
 SELECT 'dead_letter', 'warning', 'Dead letter on ' || queue,
        'message ' || message_id || ' (' || reason || '): ' || coalesce(description, 'no description')
-FROM letters
+FROM {letters}
 """
+
+
+_ALERT_LETTERS = _alert_on("letters")
+
+# Expired messages of one queue that no consumer holds leave it: dead-lettered where the queue says
+# so, else dropped. CTEs that a receive runs before handing anything out (set-based, no timers).
+_EXPIRED_CTES = f"""
+expired AS (
+    DELETE FROM bus_messages
+    WHERE id IN (
+        SELECT id FROM bus_messages
+        WHERE queue = %(queue)s AND expires_at <= now() AND (locked_until IS NULL OR locked_until <= now())
+        ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING *
+), expired_letters AS (
+    INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
+                              delivery_count, enqueued_at)
+    SELECT 'local', queue, message_id, body, application_properties, '{TTL_EXPIRED_REASON}',
+           '{TTL_EXPIRED_DESCRIPTION}', delivery_count, enqueued_at
+    FROM expired WHERE %(dead_letter_expired)s
+    RETURNING queue, message_id, reason, description
+), expired_alerts AS ({_alert_on("expired_letters")})
+"""
+
+_EXPIRE = f"WITH {_EXPIRED_CTES} SELECT count(*) FROM expired"
 
 # Messages whose last permitted delivery ended (lock expired) go to the dead-letter store.
 _EXPIRE_EXHAUSTED = (
@@ -111,7 +154,8 @@ WITH exhausted AS (
     + _ALERT_LETTERS
 )
 
-_RECEIVE = """
+_RECEIVE = f"""
+WITH {_EXPIRED_CTES}
 UPDATE bus_messages m
 SET lock_token = gen_random_uuid(),
     locked_until = now() + %(lock)s,
@@ -120,13 +164,14 @@ SET lock_token = gen_random_uuid(),
 FROM (
     SELECT id FROM bus_messages
     WHERE queue = %(queue)s AND visible_at <= now() AND delivery_count < %(max)s
+      AND (expires_at IS NULL OR expires_at > now())
     ORDER BY visible_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ) candidate
 WHERE m.id = candidate.id
 RETURNING m.id, m.queue, m.message_id, m.body, m.application_properties, m.correlation_id,
-          m.delivery_count, m.enqueued_at, m.lock_token, m.locked_until
+          m.delivery_count, m.enqueued_at, m.expires_at, m.lock_token, m.locked_until
 """
 
 _DEAD_LETTER = (
@@ -162,20 +207,19 @@ def _check_limits(message: OutgoingMessage, body: str, properties: str) -> None:
 class LocalBus:
     """Send and receive on the PostgreSQL bus tables."""
 
-    def __init__(
-        self,
-        pool: Pool,
-        queues: QueueNames,
-        *,
-        lock_duration: timedelta,
-        max_delivery_count: int,
-        duplicate_window: timedelta,
-    ) -> None:
+    def __init__(self, pool: Pool, queues: QueueNames, properties: Mapping[str, QueueProperties]) -> None:
+        missing = [queue for queue in queues.all() if queue not in properties]
+        if missing:
+            raise ValueError(f"no properties for queue(s) {missing}")
         self.pool = pool
         self.queues = queues
-        self.lock_duration = lock_duration
-        self.max_delivery_count = max_delivery_count
-        self.duplicate_window = duplicate_window
+        self.properties = dict(properties)
+
+    def properties_of(self, queue: str) -> QueueProperties:
+        try:
+            return self.properties[queue]
+        except KeyError:
+            raise ValueError(f"unknown queue {queue!r}; the bus has {sorted(self.properties)}") from None
 
     # --- sending -----------------------------------------------------------------------------
     async def send(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -186,6 +230,7 @@ class LocalBus:
         for message in messages:
             unique.setdefault((message.queue, message.message_id), message)
         batch = list(unique.values())
+        properties = [self.properties_of(m.queue) for m in batch]
         bodies = [json_text(dict(m.body)) for m in batch]
         props = [json_text(dict(m.application_properties)) for m in batch]
         for m, body, prop in zip(batch, bodies, props, strict=True):
@@ -203,8 +248,8 @@ class LocalBus:
                     "props": props,
                     "correlations": [m.correlation_id and without_nul(m.correlation_id) for m in batch],
                     "visible": [m.scheduled_at for m in batch],
-                    "window": self.duplicate_window,
-                    "no_dedup": self.duplicate_window <= timedelta(0),
+                    "windows": [p.duplicate_window for p in properties],
+                    "ttls": [p.time_to_live for p in properties],
                 },
             )
 
@@ -213,15 +258,18 @@ class LocalBus:
 
     # --- receiving ----------------------------------------------------------------------------
     async def receive(self, queue: str, max_messages: int = 1) -> list[ReceivedMessage]:
+        """Lock and hand out up to `max_messages`; expired ones leave the queue first, never handed out."""
+        properties = self.properties_of(queue)
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 _RECEIVE,
                 {
                     "queue": queue,
-                    "lock": self.lock_duration,
-                    "max": self.max_delivery_count,
+                    "lock": properties.lock_duration,
+                    "max": properties.max_delivery_count,
                     "limit": max_messages,
+                    "dead_letter_expired": properties.dead_letter_on_expiration,
                 },
             )
             rows = await cur.fetchall()
@@ -265,12 +313,13 @@ class LocalBus:
                 raise MessageLockLostError(f"lock lost on message {message.message_id} ({message.queue})")
 
     async def renew_lock(self, message: ReceivedMessage) -> datetime:
+        lock = self.properties_of(message.queue).lock_duration
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """UPDATE bus_messages SET locked_until = now() + %(lock)s, visible_at = now() + %(lock)s
                    WHERE id = %(id)s AND lock_token = %(token)s AND locked_until > now()
                    RETURNING locked_until""",
-                {"lock": self.lock_duration, "id": message.id, "token": message.lock_token},
+                {"lock": lock, "id": message.id, "token": message.lock_token},
             )
             row = await cur.fetchone()
         if row is None:
@@ -279,15 +328,23 @@ class LocalBus:
         return renewed
 
     # --- housekeeping and inspection -----------------------------------------------------------
-    async def dead_letter_exhausted(self) -> int:
-        """Move messages whose last permitted delivery ended to the dead-letter store.
+    async def dead_letter_due(self) -> int:
+        """Move messages whose last permitted delivery ended, or that expired, to the dead-letter store
+        (expired ones are dropped where the queue does not dead-letter on expiry); return how many left.
 
-        Receives never hand them out (delivery_count < max), so this can run on a timer."""
+        Receives never hand them out, so this can run on a timer: it only keeps queues nobody
+        receives from as tidy as the busy ones."""
         moved = 0
         async with self.pool.connection() as conn:
             for queue in self.queues.all():
-                cur = await conn.execute(_EXPIRE_EXHAUSTED, {"queue": queue, "max": self.max_delivery_count})
+                properties = self.properties_of(queue)
+                cur = await conn.execute(_EXPIRE_EXHAUSTED, {"queue": queue, "max": properties.max_delivery_count})
                 moved += cur.rowcount
+                cur = await conn.execute(
+                    _EXPIRE, {"queue": queue, "dead_letter_expired": properties.dead_letter_on_expiration}
+                )
+                row = await cur.fetchone()
+                moved += row[0] if row else 0
         return moved
 
     async def purge_expired_ids(self) -> int:

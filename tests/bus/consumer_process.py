@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
 from shared.bus.local import LocalBus
-from tests.bus.support import QUEUES, Q
+from tests.bus.support import QUEUES, Q, sized_properties
 
 
 async def _drain(bus: LocalBus) -> None:
@@ -38,13 +37,7 @@ async def _drain(bus: LocalBus) -> None:
 
 async def main(url: str, lock_s: float, mode: str) -> None:
     async with AsyncConnectionPool(url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
-        bus = LocalBus(
-            pool,
-            QUEUES,
-            lock_duration=timedelta(seconds=lock_s),
-            max_delivery_count=5,
-            duplicate_window=timedelta(minutes=10),
-        )
+        bus = LocalBus(pool, QUEUES, sized_properties(lock=lock_s, max_deliveries=5))
         if mode == "drain":
             print("ready", flush=True)
             await asyncio.to_thread(sys.stdin.readline)

@@ -17,7 +17,7 @@ from shared.bus.local import BusListener, LocalBus, ReceivedMessage
 from shared.bus.port import OutgoingMessage
 from shared.db.pool import Pool, open_pool
 from shared.messages import WorkItem, decode
-from tests.bus.support import QUEUES, Q, make_bus, message
+from tests.bus.support import QUEUES, Q, make_bus, message, sized_properties
 from tests.conftest import make_settings
 
 
@@ -127,9 +127,7 @@ class CountingBus(LocalBus):
 async def test_messages_a_consumer_takes_use_up_their_wake_ups(db: Pool, database_url: str) -> None:
     # Every sent message announces itself; the announcements of messages a busy consumer took
     # used to stay, and each one later cost an idle consumer an empty receive (one per message).
-    bus = CountingBus(
-        db, QUEUES, lock_duration=timedelta(seconds=30), max_delivery_count=3, duplicate_window=timedelta(minutes=10)
-    )
+    bus = CountingBus(db, QUEUES, sized_properties())
     listener = BusListener(database_url)
     await listener.start()
     handled: list[str] = []

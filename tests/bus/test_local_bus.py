@@ -60,7 +60,7 @@ async def test_abandon_redelivers_and_the_last_delivery_dead_letters(db: Pool) -
     assert second.delivery_count == 2
     await bus.abandon(second)
     assert await bus.receive(Q) == []
-    assert await bus.dead_letter_exhausted() == 1
+    assert await bus.dead_letter_due() == 1
     async with db.connection() as conn:
         cur = await conn.execute("SELECT message_id, reason, delivery_count, source FROM dead_letters")
         assert await cur.fetchall() == [("a", "MaxDeliveryCountExceeded", 2, "local")]
