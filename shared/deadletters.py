@@ -1,9 +1,9 @@
 """Dead letters from either runtime: list them with their reasons, replay them onto their queue.
 
-Rows come from the local bus (max deliveries exceeded), from handlers that met a poison message,
-and from the Azure dead-letter sub-queue triggers. A replay sends the body again under a new
-message id (the original id may still sit in the duplicate-detection window) and is recorded, so a
-dead letter is replayed at most once.
+Rows come from the local bus (max deliveries exceeded, or TTLExpiredException: the message outlived
+its queue's time-to-live), from handlers that met a poison message, and from the Azure dead-letter
+sub-queue triggers. A replay sends the body again under a new message id (the original id may still
+sit in the duplicate-detection window) and is recorded, so a dead letter is replayed at most once.
 """
 
 from __future__ import annotations
