@@ -67,8 +67,11 @@ def seed(database_url: str, sql: str, *params: Any) -> Any:
     return row[0] if row else None
 
 
-def add_run(database_url: str, partitions: list[tuple[int, int]], **values: Any) -> str:
-    """A completed full natural run whose partitions saw and changed (records_seen, records_changed) stones."""
+def add_run(
+    database_url: str, partitions: list[tuple[int, int]], feed_clock: dict[str, Any] | None = None, **values: Any
+) -> str:
+    """A completed full natural run whose partitions saw and changed (records_seen, records_changed) stones,
+    with the feed clock reading the scheduler stores in its heatmap (none: unmeasured)."""
     started = values.pop("started_at", datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     run: dict[str, Any] = {
         "feed": "nivoda-natural",
@@ -104,7 +107,9 @@ def add_run(database_url: str, partitions: list[tuple[int, int]], **values: Any)
     scan = [{key: p[key] for key in ("id", "min", "max", "estimated")} for p in planned]
     chunks = [{"min": p["min"], "max": p["max"], "count": p["seen"]} for p in planned]
     total = run["estimated_records"]
-    run["heatmap"] = Jsonb({"total": total, "count_calls": 3, "duration_s": 0.5, "chunks": chunks, "partitions": scan})
+    scanned: dict[str, Any] = {"total": total, "count_calls": 3, "duration_s": 0.5, "chunks": chunks}
+    clock = {} if feed_clock is None else {"feed_clock": feed_clock}
+    run["heatmap"] = Jsonb({**scanned, "partitions": scan, **clock})
     columns, marks = ", ".join(run), ", ".join(["%s"] * len(run))
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(
@@ -327,4 +332,53 @@ async def test_a_run_over_unchanged_stones_says_why_it_consolidated_none(
     await dashboard.open(f"/runs/{fresh}")
     await expect(card).to_contain_text("50")
     await expect(page.get_by_test_id("consolidation-note")).to_have_count(0)
+    dashboard.check_console()
+
+
+# --- the feed's clock, as each run measured it -------------------------------------------------------
+async def test_a_feed_clock_lag_beyond_the_safety_buffer_is_a_warning_on_the_run_and_in_the_runs_table(
+    dashboard: Dashboard, admin_key: str, database_url: str
+) -> None:
+    lagging = add_run(
+        database_url,
+        [(10, 10)],
+        feed_clock={"lag_s": 603.4, "beyond_safety_buffer": True},
+        run_type="incremental",
+        watermark_before=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
+    )
+    in_step = add_run(database_url, [(10, 10)], feed_clock={"lag_s": 1.3, "beyond_safety_buffer": False})
+    page = dashboard.page
+    await dashboard.sign_in(admin_key, f"/runs/{lagging}")
+    warning = page.get_by_test_id("feed-clock").locator(".notice.warn")
+    await expect(warning).to_have_text(
+        "Feed clock 10 min 3 s behind ours, more than the incremental safety buffer: added to this incremental window"
+    )
+    await dashboard.screenshot("run-feed-clock-lag")
+
+    await dashboard.open("/runs")
+    flag = page.locator(f"[data-testid=runs] tr[data-run='{lagging}'] [data-testid=clock-lag]")
+    await expect(flag).to_have_text("feed clock lag")
+    await expect(flag).to_have_attribute("title", re.compile("^Feed clock 10 min 3 s behind ours, more than"))
+    await expect(page.get_by_test_id("clock-lag")).to_have_count(1)  # not on the run within the buffer
+
+    await dashboard.open(f"/runs/{in_step}")
+    quiet = page.get_by_test_id("feed-clock")
+    await expect(quiet).to_have_text("Feed clock 1.3 s behind ours: not added to the window")
+    await expect(page.locator(".notice.warn")).to_have_count(0)
+    dashboard.check_console()
+
+
+async def test_a_run_without_a_feed_clock_reading_says_so_quietly(
+    dashboard: Dashboard, admin_key: str, database_url: str
+) -> None:
+    unmeasured = add_run(database_url, [(10, 10)], run_type="incremental")
+    page = dashboard.page
+    await dashboard.sign_in(admin_key, f"/runs/{unmeasured}")
+    clock = page.get_by_test_id("feed-clock")
+    await expect(clock).to_have_text("Feed clock not measured")
+    await expect(clock).to_have_class("small muted")
+    await expect(page.locator(".notice.warn")).to_have_count(0)
+    await dashboard.open("/runs")
+    await expect(page.locator(f"[data-testid=runs] tr[data-run='{unmeasured}']")).to_be_visible()
+    await expect(page.get_by_test_id("clock-lag")).to_have_count(0)
     dashboard.check_console()

@@ -57,9 +57,12 @@ export const fmt = {
   },
   duration(seconds) {
     if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "–";
-    if (seconds < 60) return `${seconds.toFixed(1)} s`;
-    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-    return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+    if (seconds < 59.95) return `${seconds.toFixed(1)} s`;
+    // Rounded before it is split, so that 119.7 s reads "2 min 0 s", not "1 min 60 s".
+    const whole = Math.round(seconds);
+    if (whole < 3600) return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+    const minutes = Math.round(seconds / 60);
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
   },
   shortId: (id) => String(id).slice(0, 8),
 };

@@ -37,3 +37,17 @@ export function consolidationNote(run) {
   if (run.records_changed === 0) return `${seen}, unchanged since they were last fetched: nothing to consolidate`;
   return `${seen}, ${fmt.int(unchanged)} unchanged since they were last fetched: only the ${fmt.int(run.records_changed)} changed are consolidated`;
 }
+
+/**
+ * The feed's clock as the run measured it when planned (its `Date` header against our clock), or
+ * null when unmeasured (older runs, a feed sending no Date header): {text, beyond}, `beyond` when
+ * the lag exceeded the incremental safety buffer (the buffer alone would let a window miss stones).
+ */
+export function feedClockReading(run) {
+  const clock = run.feed_clock;
+  if (!clock) return null;
+  const offset = clock.lag_s >= 0 ? `${fmt.duration(clock.lag_s)} behind ours` : `${fmt.duration(-clock.lag_s)} ahead of ours`;
+  const beyond = clock.beyond_safety_buffer ? ", more than the incremental safety buffer" : "";
+  const window = clock.added_to_window ? "added to this incremental window" : "not added to the window";
+  return { text: `Feed clock ${offset}${beyond}: ${window}`, beyond: clock.beyond_safety_buffer };
+}

@@ -4,7 +4,7 @@
 import { get, post } from "../api.js";
 import { densityChart } from "../chart.js";
 import { badge, busy, card, confirmAction, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween, when } from "../dom.js";
-import { ACTIVE, consolidationNote, throughput } from "../run-figures.js";
+import { ACTIVE, consolidationNote, feedClockReading, throughput } from "../run-figures.js";
 
 export const title = "Run";
 const LIVE_MS = 1000;
@@ -55,6 +55,14 @@ function fanIn(state) {
     ["stall deadline", when(state.stall_deadline)],
   ];
   return h("dl", { class: "facts", "data-testid": "fan-in" }, facts.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+}
+
+// A lag beyond the safety buffer is a warning (the scheduler logged one); any other reading, or
+// none, is a quiet line under the window it concerns.
+function feedClock(run) {
+  const reading = feedClockReading(run);
+  if (reading?.beyond) return h("div", { "data-testid": "feed-clock" }, notice("warn", reading.text));
+  return h("p", { class: "small muted", "data-testid": "feed-clock" }, reading ? reading.text : "Feed clock not measured");
 }
 
 export function render(root, { params, session }) {
@@ -138,6 +146,7 @@ export function render(root, { params, session }) {
         actions(run)),
       h("p", { class: "muted" }, `${run.feed} · ${run.run_type} · requested by ${run.requested_by}${run.forced ? " · forced" : ""} · window `,
         when(run.updated_from), " → ", when(run.updated_to)),
+      feedClock(run),
       banner,
       actionsResult,
       h("div", { class: "cards" },

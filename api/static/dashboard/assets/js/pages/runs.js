@@ -3,7 +3,7 @@
 import { FEEDS, get, post } from "../api.js";
 import { badge, busy, choice, errorNotice, fill, fmt, h, notice, poll, progress, secondsBetween, when } from "../dom.js";
 import { replaceQuery } from "../router.js";
-import { ACTIVE, RUN_TYPES, STATE_FILTERS, finishedAt, throughput } from "../run-figures.js";
+import { ACTIVE, RUN_TYPES, STATE_FILTERS, feedClockReading, finishedAt, throughput } from "../run-figures.js";
 
 export const title = "Runs";
 const LIVE_MS = 1500;
@@ -32,6 +32,12 @@ function startForm(onStarted) {
     button,
   );
   return h("section", { class: "panel" }, h("h2", {}, "Start a run"), form, result);
+}
+
+/** Only a lag beyond the safety buffer is flagged in the table; the run page says the rest. */
+function clockFlag(run) {
+  const reading = feedClockReading(run);
+  return reading?.beyond ? [" ", h("span", { class: "badge warn", title: reading.text, "data-testid": "clock-lag" }, "feed clock lag")] : null;
 }
 
 export function render(root, { query, session }) {
@@ -68,7 +74,7 @@ export function render(root, { query, session }) {
           { "data-run": run.run_id, "data-state": run.state },
           h("td", {}, h("a", { href: `#/runs/${run.run_id}`, class: "mono" }, fmt.shortId(run.run_id))),
           h("td", {}, run.feed),
-          h("td", {}, run.run_type),
+          h("td", {}, run.run_type, clockFlag(run)),
           h("td", { "data-testid": "state" }, badge(run.state)),
           h("td", { class: "nowrap" }, when(run.started_at, { relative: true })),
           h("td", { class: "nowrap" }, fmt.duration(secondsBetween(run.started_at, finishedAt(run)))),
