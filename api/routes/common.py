@@ -39,14 +39,17 @@ _ALL: Final[dict[int | str, dict[str, Any]]] = {
     409: _error("conflicts with the current state"),
     413: _error("the request body is over 1 MiB"),
     422: _error("a parameter or the body is invalid; details name it"),
+    429: _error("too many failed authentications from this source; Retry-After says when to try again"),
     502: _error("the supplier feed failed (retry later)"),
     503: _error("the database is unavailable"),
 }
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The error statuses an operation declares; 503 always: every operation needs the database."""
-    return {code: _ALL[code] for code in sorted({*codes, 503})}
+    """The error statuses an operation declares; 503 always: every operation needs the database, and
+    429 with 401: an operation that authenticates is throttled after failed authentications."""
+    throttled = {429} if 401 in codes else set()
+    return {code: _ALL[code] for code in sorted({*codes, *throttled, 503})}
 
 
 ERROR_RESPONSES: Final = responses(304, 401, 403, 404, 422)
