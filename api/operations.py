@@ -14,6 +14,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fanin.lifecycle import decide, stall_deadline
 from fanin.service import policy_from
@@ -67,16 +68,34 @@ def _status_clause(status: str | None) -> str:
     return "r.status = %(status)s"
 
 
+class _StoredFeedClock(BaseModel):
+    """The note `feed_clock_note` stores; anything else in its place is no reading."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+
+    lag_s: float
+    beyond_safety_buffer: bool
+
+
+def _seconds(seconds: float) -> timedelta:
+    # A lag beyond what a timedelta holds (some 2.7 million years) is no less a lag to cover.
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        return timedelta.max if seconds > 0 else timedelta.min
+
+
 def feed_clock_reading(row: dict[str, Any]) -> dict[str, Any] | None:
-    """The feed clock note the scheduler stored with the run (None: unmeasured), plus whether its lag
-    widened the run's window, decided as `plan_window` did: only an incremental run from a watermark
-    reaches back, and only by a lag `lag_to_cover` counts."""
-    note: dict[str, Any] | None = row["feed_clock"]
-    if note is None:
+    """The feed clock note the scheduler stored with the run (None: unmeasured, or a stored value that
+    is no reading), plus whether its lag widened the run's window, decided as `plan_window` did: only
+    an incremental run from a watermark reaches back, and only by a lag `lag_to_cover` counts."""
+    try:
+        note = _StoredFeedClock.model_validate(row["feed_clock"])
+    except ValidationError:
         return None
     from_watermark = row["run_type"] == "incremental" and row["watermark_before"] is not None
-    added = from_watermark and lag_to_cover(timedelta(seconds=note["lag_s"])) > timedelta(0)
-    return {**note, "added_to_window": added}
+    added = from_watermark and lag_to_cover(_seconds(note.lag_s)) > timedelta(0)
+    return {**note.model_dump(), "added_to_window": added}
 
 
 def _present(row: dict[str, Any]) -> dict[str, Any]:

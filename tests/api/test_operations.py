@@ -197,6 +197,52 @@ def test_a_run_gives_the_feed_clock_reading_it_was_planned_with(
     assert set(schemas["FeedClock"]["required"]) == {"lag_s", "beyond_safety_buffer", "added_to_window"}
 
 
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ({}, None),  # keys missing: not a reading
+        (None, None),  # a JSON null
+        ({"lag_s": None, "beyond_safety_buffer": True}, None),
+        ({"lag_s": "603", "beyond_safety_buffer": True}, None),
+        ({"lag_s": 603.4}, None),
+        ("603.4", None),
+        ([603.4, True], None),
+        (
+            {"lag_s": -45.5, "beyond_safety_buffer": False},
+            {"lag_s": -45.5, "beyond_safety_buffer": False, "added_to_window": False},
+        ),
+        (
+            {"lag_s": 1e300, "beyond_safety_buffer": True},
+            {"lag_s": 1e300, "beyond_safety_buffer": True, "added_to_window": True},
+        ),
+        (
+            {"lag_s": -1e300, "beyond_safety_buffer": False},
+            {"lag_s": -1e300, "beyond_safety_buffer": False, "added_to_window": False},
+        ),
+        (
+            {"lag_s": 9e12, "beyond_safety_buffer": True, "note": "extra"},
+            {"lag_s": 9e12, "beyond_safety_buffer": True, "added_to_window": True},
+        ),
+    ],
+)
+def test_an_odd_stored_feed_clock_reading_never_fails_the_runs_api(
+    stored: Any, expected: Any, runs: dict[str, str], http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
+) -> None:
+    """A reading that is not one (keys missing, wrong types) is reported as unmeasured; a lag beyond
+    what a timedelta holds still says it widened an incremental window from a watermark."""
+    sync_db.execute(
+        """UPDATE run_metadata SET heatmap = jsonb_build_object('total', 0, 'feed_clock', %s::jsonb),
+               run_type = 'incremental', watermark_before = %s WHERE run_id = %s""",
+        (json.dumps(stored), NOW - timedelta(hours=1), runs["done"]),
+    )
+    listed = http.get("/api/v2/runs", headers=_read(keys))
+    assert listed.status_code == 200, listed.text
+    assert {run["run_id"]: run["feed_clock"] for run in listed.json()["data"]}[runs["done"]] == expected
+    detail = http.get(f"/api/v2/runs/{runs['done']}", headers=_read(keys))
+    assert detail.status_code == 200, detail.text
+    assert detail.json()["data"]["feed_clock"] == expected
+
+
 def _messages(conn: psycopg.Connection[Any], queue: str) -> list[dict[str, Any]]:
     return [row[0] for row in conn.execute("SELECT body FROM bus_messages WHERE queue = %s", (queue,)).fetchall()]
 
