@@ -23,7 +23,9 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EMULATOR_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "servicebus" / "Config.json"
+# A link to deploy/servicebus/Config.json inside the package, so that an installed `opus` (whose
+# package data has no deploy/) reads the same file; resolved, errors name the file itself.
+EMULATOR_CONFIG = (Path(__file__).resolve().parent / "servicebus_config.json").resolve()
 
 
 class QueueConfigError(ValueError):

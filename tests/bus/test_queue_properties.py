@@ -6,14 +6,17 @@ scheduled time) and are dead-lettered with Service Bus's reason. Time moves by m
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.bootstrap import local_bus
+from shared.bus import queue_config
 from shared.bus.local import LocalBus
 from shared.bus.port import OutgoingMessage
 from shared.bus.queue_config import EMULATOR_CONFIG, QueueConfigError, load_queue_properties, local_queue_properties
@@ -22,6 +25,7 @@ from shared.settings import SettingsError, load_settings
 from tests.bus.support import QUEUES, age, shipped_bus
 
 ITEMS, DONE, CONSOLIDATE = QUEUES.all()
+ROOT = Path(__file__).resolve().parents[2]
 TTL_REASON = ("TTLExpiredException", "The message expired and was dead lettered.")
 
 
@@ -188,6 +192,16 @@ def test_the_shipped_configuration_gives_each_queue_its_properties() -> None:
         )
     # The Azure worker reads BUS_MAX_DELIVERY_COUNT as the work-items queue's MaxDeliveryCount.
     assert load_settings().bus_max_delivery_count == properties[ITEMS].max_delivery_count
+
+
+def test_the_configuration_ships_inside_the_package_as_the_emulators_file() -> None:
+    """An installed `opus` has no deploy/ folder: the bus reads a link inside its package, which
+    package data ("*.json") puts into the wheel with the emulator's file's content."""
+    packaged = Path(queue_config.__file__).parent / "servicebus_config.json"
+    assert packaged.is_file()
+    assert packaged.resolve() == EMULATOR_CONFIG == ROOT / "deploy" / "servicebus" / "Config.json"
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(fnmatch(packaged.name, pattern) for pattern in package_data["*"])
 
 
 def test_bus_settings_that_are_set_override_every_queue_and_unset_ones_none() -> None:
