@@ -4,6 +4,8 @@ Rows come from the local bus (max deliveries exceeded, or TTLExpiredException: t
 its queue's time-to-live), from handlers that met a poison message, and from the Azure dead-letter
 sub-queue triggers. A replay sends the body again under a new message id (the original id may still
 sit in the duplicate-detection window) and is recorded, so a dead letter is replayed at most once.
+A page the worker would ignore (its run no longer ingests, or a retry superseded its attempt: the
+usual fate of pages that outlived their time-to-live) is refused with what resumes the run instead.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.rows import class_row
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.bootstrap import Container
 from shared.bus.port import MAX_MESSAGE_ID_LENGTH, OutgoingMessage
 from shared.db.pool import Pool
 from shared.errors import ConflictError, InvalidRequestError, NotFoundError
+from shared.messages import WorkItem
+from shared.runs import Conn, load_run_and_partition, page_superseded
 
 
 class DeadLetter(BaseModel):
@@ -71,6 +75,33 @@ def replay_message_id(message_id: str, dead_letter_id: int) -> str:
     return _REPLAY_SUFFIXES.sub("", message_id)[: MAX_MESSAGE_ID_LENGTH - len(suffix)] + suffix
 
 
+async def _ignored_page(conn: Conn, container: Container, letter: DeadLetter) -> str | None:
+    """Why the worker would ignore the letter's page (so a replay would change nothing), or None: not a
+    page, a body it cannot read (replaying that stays the operator's call), or a page it would fetch."""
+    if letter.queue != container.queues.work_items:
+        return None
+    try:
+        item = WorkItem.model_validate(letter.body)
+        run, partition = await load_run_and_partition(conn, item.run_id, item.partition_id)
+    except (ValidationError, NotFoundError):
+        return None
+    if not page_superseded(run, partition, item.attempt):
+        return None
+    page = f"dead letter {letter.id} is a page of run {run.run_id}"
+    if run.status == "ingesting":
+        return (
+            f"{page}, attempt {item.attempt} of {partition.partition_id}, which a retry superseded (attempt "
+            f"{partition.attempts} fetches it): the worker would ignore it"
+        )
+    why = f" ({run.status_reason})" if run.status_reason else ""
+    way_out = (
+        f"; resume the run with `opus retry {run.run_id}` (POST /api/v2/runs/{run.run_id}/retry)"
+        if run.status in ("failed", "skipped")
+        else ""
+    )
+    return f"{page}, which is {run.status}{why}: the worker would ignore it{way_out}"
+
+
 async def replay(container: Container, dead_letter_id: int) -> str:
     """Send a dead letter's body back to its queue; return the new message id."""
     async with container.pool.connection() as conn, conn.transaction():
@@ -88,6 +119,9 @@ async def replay(container: Container, dead_letter_id: int) -> str:
             raise InvalidRequestError(f"dead letter {dead_letter_id} belongs to unknown queue {letter.queue!r}")
         if not isinstance(letter.body, dict):
             raise InvalidRequestError(f"dead letter {dead_letter_id} has no JSON object body; it cannot be replayed")
+        ignored = await _ignored_page(conn, container, letter)
+        if ignored is not None:
+            raise ConflictError(ignored)
         new_id = replay_message_id(letter.message_id, dead_letter_id)
         await conn.execute(
             "UPDATE dead_letters SET replayed_at = now(), replay_message_id = %s WHERE id = %s",

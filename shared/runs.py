@@ -160,6 +160,12 @@ async def load_watermark(conn: Conn, feed: str) -> datetime | None:
     return row[0] if row else None
 
 
+def page_superseded(run: RunRecord, partition: PartitionRecord, attempt: int) -> bool:
+    """Whether the worker ignores a page of `attempt` whatever its offset: the run no longer ingests,
+    or a retry started a later attempt of the partition (whose own pages are then on their way)."""
+    return run.status != "ingesting" or attempt != partition.attempts
+
+
 def work_item_for(run: RunRecord, partition: PartitionRecord, *, page_size: int) -> WorkItem:
     """The message that fetches the partition's next page, as its recorded state says."""
     return WorkItem(

@@ -34,6 +34,7 @@ from shared.runs import (
     RunRecord,
     load_partition,
     load_run_and_partition,
+    page_superseded,
     work_done_for,
     work_item_for,
 )
@@ -62,7 +63,7 @@ class PageResult:
 
 def _guard(run: RunRecord, partition: PartitionRecord, item: WorkItem) -> Outcome | None:
     """None when the message is the partition's current page; otherwise what to do instead."""
-    if run.status != "ingesting" or item.attempt != partition.attempts:
+    if page_superseded(run, partition, item.attempt):
         return Outcome.STALE
     current = item.offset == partition.next_offset and item.drift == partition.drift_recoveries
     if partition.status in ("pending", "running") and current:

@@ -335,6 +335,69 @@ def test_dead_letters_list_and_replay_once(
     assert http.post("/api/v2/dead-letters/999999/replay", headers=_admin(keys)).status_code == 404
 
 
+def _page_letter(sync_db: psycopg.Connection[Any], run_id: str, *, attempt: int) -> int:
+    """A work item of partition p1 (offset 40) dead-lettered for its time-to-live, as after `opus run`
+    was stopped for more than an hour."""
+    body = {
+        "type": "WORK_ITEM",
+        "feed": "nivoda-natural",
+        "run_id": run_id,
+        "run_type": "full",
+        "trace_id": "trace",
+        "partition_id": "p1",
+        "min_price": "1000",
+        "max_price": "1999",
+        "estimated_records": 50,
+        "offset": 40,
+        "limit": 30,
+        "attempt": attempt,
+        "updated_from": "2000-01-01T00:00:00Z",
+        "updated_to": NOW.isoformat(),
+    }
+    row = sync_db.execute(
+        """INSERT INTO dead_letters (source, queue, message_id, body, reason, description, delivery_count)
+           VALUES ('local', 'work-items', %s, %s, 'TTLExpiredException', 'The message expired', 0) RETURNING id""",
+        (f"{run_id}:p1:40", json.dumps(body)),
+    ).fetchone()
+    assert row is not None
+    letter: int = row[0]
+    return letter
+
+
+def test_replaying_a_page_the_worker_would_ignore_is_refused_naming_the_way_out(
+    runs: dict[str, str], http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
+) -> None:
+    """A page dead-lettered for its time-to-live belongs to a run that has usually stalled meanwhile
+    (RUN_STALL_MINUTES is shorter than the hour): the worker ignores a page of a run that no longer
+    ingests, or of an attempt a retry superseded. The replay said "replayed" and changed nothing;
+    it is refused instead (the letter stays), naming what resumes the run."""
+    run_id = runs["failed"]
+    letter = _page_letter(sync_db, run_id, attempt=1)
+    refused = http.post(f"/api/v2/dead-letters/{letter}/replay", headers=_admin(keys))
+    assert refused.status_code == 409, refused.text
+    message = refused.json()["error"]["message"]
+    assert f"a page of run {run_id}, which is failed (stalled: no progress" in message
+    assert f"opus retry {run_id}" in message
+    assert _messages(sync_db, "work-items") == []
+    assert [d["id"] for d in http.get("/api/v2/dead-letters", headers=_read(keys)).json()["data"]] == [letter]
+
+    # Retried since: the run ingests again under attempt 2, whose own pages are on the queue.
+    sync_db.execute(
+        "UPDATE run_metadata SET status = 'cancelled', completed_at = now() WHERE run_id = %s", (runs["stalled"],)
+    )
+    sync_db.execute("UPDATE run_metadata SET status = 'ingesting', completed_at = NULL WHERE run_id = %s", (run_id,))
+    sync_db.execute("UPDATE partition_progress SET attempts = 2 WHERE run_id = %s", (run_id,))
+    superseded = http.post(f"/api/v2/dead-letters/{letter}/replay", headers=_admin(keys))
+    assert superseded.status_code == 409, superseded.text
+    assert "attempt 1" in superseded.json()["error"]["message"]
+
+    current = _page_letter(sync_db, run_id, attempt=2)
+    replayed = http.post(f"/api/v2/dead-letters/{current}/replay", headers=_admin(keys))
+    assert replayed.status_code == 202, replayed.text
+    [sent] = _messages(sync_db, "work-items")
+    assert (sent["run_id"], sent["attempt"]) == (run_id, 2)
+
+
 def test_a_message_replayed_again_and_again_keeps_an_id_service_bus_takes(
     db: Any, http: httpx.Client, keys: Keys, sync_db: psycopg.Connection[Any]
 ) -> None:
