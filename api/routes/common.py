@@ -39,7 +39,15 @@ _ALL: Final[dict[int | str, dict[str, Any]]] = {
     409: _error("conflicts with the current state"),
     413: _error("the request body is over 1 MiB"),
     422: _error("a parameter or the body is invalid; details name it"),
-    429: _error("too many failed authentications from this source; Retry-After says when to try again"),
+    429: {
+        **_error("too many failed authentications from this source; Retry-After says when to try again"),
+        "headers": {
+            "Retry-After": {
+                "description": "whole seconds until the source may try to authenticate again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    },
     502: _error("the supplier feed failed (retry later)"),
     503: _error("the database is unavailable"),
 }

@@ -259,3 +259,17 @@ def test_over_http_the_connection_address_is_the_source(throttle_settings: Setti
         assert throttled.status_code == 429
         assert 1 <= int(throttled.headers["retry-after"]) <= REFILL_S
         assert other.get(SEARCH, headers=BAD_KEY).status_code == 401
+
+
+async def test_the_openapi_document_declares_the_429_and_its_retry_after_with_every_401(app: FastAPI) -> None:
+    async with client(app, "198.51.100.9") as http:
+        document = (await http.get("/api/v2/openapi.json")).json()
+    operations = [op for path in document["paths"].values() for op in path.values() if "responses" in op]
+    authenticating = [op for op in operations if "401" in op["responses"]]
+    assert authenticating
+    for op in operations:
+        assert ("429" in op["responses"]) == ("401" in op["responses"]), op["operationId"]
+    for op in authenticating:
+        throttled = op["responses"]["429"]
+        assert throttled["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+        assert throttled["headers"]["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}, op["operationId"]
