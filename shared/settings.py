@@ -27,6 +27,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 FEED_VARIANTS: tuple[str, ...] = ("nivoda-natural", "nivoda-labgrown")
 # The simulator keys its inventory by the seed's 64 bits (feedsim/ids.py); numpy refuses negative seeds.
 FEEDSIM_MAX_SEED = 2**63 - 1
+# Service Bus refuses a shorter DuplicateDetectionHistoryTimeWindow (the bus config checks the same).
+MIN_DUPLICATE_WINDOW_S = 20
 
 
 class SettingsError(ValueError):
@@ -102,7 +104,7 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=86_400,
-        description="seconds, an integer 0-86400 (0: off); unset: each queue's duplicate detection (Config.json)",
+        description="seconds, 0 (off) or an integer 20-86400; unset: each queue's duplicate detection (Config.json)",
     )
 
     # --- supplier feed (Nivoda) ------------------------------------------------------------
@@ -248,6 +250,15 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         # Optional settings only: local.settings.json lists every key, blank meaning "not set".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("bus_duplicate_window_s")
+    @classmethod
+    def _service_bus_window(cls, value: int | None) -> int | None:
+        if value is not None and 0 < value < MIN_DUPLICATE_WINDOW_S:
+            raise ValueError(
+                f"Service Bus's shortest duplicate-detection window is {MIN_DUPLICATE_WINDOW_S} s (0 turns it off)"
+            )
+        return value
 
     @field_validator("feeds", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from shared.bus.port import QueueNames
-from shared.settings import Settings
+from shared.settings import MIN_DUPLICATE_WINDOW_S, Settings
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ class _Properties(BaseModel):
     DefaultMessageTimeToLive: IsoDuration = Field(gt=timedelta(0))
     DeadLetteringOnMessageExpiration: StrictBool
     RequiresDuplicateDetection: StrictBool
-    DuplicateDetectionHistoryTimeWindow: IsoDuration = Field(ge=timedelta(seconds=20), le=timedelta(days=7))
+    DuplicateDetectionHistoryTimeWindow: IsoDuration = Field(
+        ge=timedelta(seconds=MIN_DUPLICATE_WINDOW_S), le=timedelta(days=7)
+    )
 
     def queue_properties(self) -> QueueProperties:
         detects = self.RequiresDuplicateDetection

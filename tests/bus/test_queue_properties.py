@@ -275,3 +275,10 @@ def test_a_queue_the_app_does_not_use_or_a_malformed_file_is_refused(tmp_path: P
 def test_a_queue_name_setting_the_emulator_does_not_declare_stops_the_local_bus(db: Pool) -> None:
     with pytest.raises(SettingsError, match=r"declares no queue 'jobs' \(QUEUE_WORK_ITEMS\)"):
         local_bus(load_settings(queue_work_items="jobs"), db)
+
+
+def test_a_duplicate_window_override_is_off_or_at_least_service_bus_s_shortest() -> None:
+    assert load_settings(bus_duplicate_window_s=20).bus_duplicate_window_s == 20
+    assert load_settings(bus_duplicate_window_s=0).bus_duplicate_window_s == 0
+    with pytest.raises(SettingsError, match="shortest duplicate-detection window is 20 s"):
+        load_settings(bus_duplicate_window_s=19)

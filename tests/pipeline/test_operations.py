@@ -35,7 +35,7 @@ async def opus(host: Host, *args: str, **settings_env: str) -> tuple[int, str, s
         "DATABASE_URL": host.database.url,
         "NIVODA_ENDPOINT": str(settings.nivoda_endpoint),
         "NIVODA_RATE_LIMIT_SCOPE": "process",
-        "BUS_LOCK_DURATION_S": str(settings.bus_lock_duration_s),
+        "BUS_LOCK_DURATION_S": "" if settings.bus_lock_duration_s is None else str(settings.bus_lock_duration_s),
         "MAX_WORKERS_FULL": str(settings.max_workers_full),
         **settings_env,
     }
