@@ -107,51 +107,54 @@ FROM {letters}
 
 _ALERT_LETTERS = _alert_on("letters")
 
-# Expired messages of one queue that no consumer holds leave it: dead-lettered where the queue says
-# so, else dropped. CTEs that a receive runs before handing anything out (set-based, no timers).
-_EXPIRED_CTES = f"""
-expired AS (
+
+def _dead_lettering(moved: str, due: str, order: str, reason: str, description: str, kept: str = "true") -> str:
+    """CTEs that take up to 100 of a queue's messages that are `due` off it (`moved`), store those for
+    which `kept` holds as dead letters (`<moved>_letters`) with Service Bus's reason, and alert on each.
+    Set-based, so no timers: receives and the sweep run them."""
+    return f"""
+{moved} AS (
     DELETE FROM bus_messages
     WHERE id IN (
-        SELECT id FROM bus_messages
-        WHERE queue = %(queue)s AND expires_at <= now() AND (locked_until IS NULL OR locked_until <= now())
-        ORDER BY expires_at LIMIT 100 FOR UPDATE SKIP LOCKED
+        SELECT id FROM bus_messages WHERE queue = %(queue)s AND {due}
+        ORDER BY {order} LIMIT 100 FOR UPDATE SKIP LOCKED
     )
     RETURNING *
-), expired_letters AS (
+), {moved}_letters AS (
     INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
                               delivery_count, enqueued_at)
-    SELECT 'local', queue, message_id, body, application_properties, '{TTL_EXPIRED_REASON}',
-           '{TTL_EXPIRED_DESCRIPTION}', delivery_count, enqueued_at
-    FROM expired WHERE %(dead_letter_expired)s
+    SELECT 'local', queue, message_id, body, application_properties, '{reason}', '{description}',
+           delivery_count, enqueued_at
+    FROM {moved} WHERE {kept}
     RETURNING queue, message_id, reason, description
-), expired_alerts AS ({_alert_on("expired_letters")})
+), {moved}_alerts AS ({_alert_on(f"{moved}_letters")})
 """
+
+
+# Expired messages that no consumer holds leave the queue: dead-lettered where the queue says so,
+# else dropped. A receive runs this before handing anything out.
+_EXPIRED_CTES = _dead_lettering(
+    "expired",
+    "expires_at <= now() AND (locked_until IS NULL OR locked_until <= now())",
+    "expires_at",
+    TTL_EXPIRED_REASON,
+    TTL_EXPIRED_DESCRIPTION,
+    kept="%(dead_letter_expired)s",
+)
 
 _EXPIRE = f"WITH {_EXPIRED_CTES} SELECT count(*) FROM expired"
 
 # Messages whose last permitted delivery ended (lock expired) go to the dead-letter store.
 _EXPIRE_EXHAUSTED = (
-    """
-WITH exhausted AS (
-    DELETE FROM bus_messages
-    WHERE id IN (
-        SELECT id FROM bus_messages
-        WHERE queue = %(queue)s AND visible_at <= now() AND delivery_count >= %(max)s
-        ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED
+    "WITH "
+    + _dead_lettering(
+        "exhausted",
+        "visible_at <= now() AND delivery_count >= %(max)s",
+        "id",
+        "MaxDeliveryCountExceeded",
+        "the lock expired or the message was abandoned on its last permitted delivery",
     )
-    RETURNING *
-), letters AS (
-    INSERT INTO dead_letters (source, queue, message_id, body, application_properties, reason, description,
-                              delivery_count, enqueued_at)
-    SELECT 'local', queue, message_id, body, application_properties, 'MaxDeliveryCountExceeded',
-           'the lock expired or the message was abandoned on its last permitted delivery',
-           delivery_count, enqueued_at
-    FROM exhausted
-    RETURNING queue, message_id, reason, description
-)
-"""
-    + _ALERT_LETTERS
+    + "SELECT count(*) FROM exhausted"
 )
 
 _RECEIVE = f"""
@@ -338,13 +341,17 @@ class LocalBus:
         async with self.pool.connection() as conn:
             for queue in self.queues.all():
                 properties = self.properties_of(queue)
-                cur = await conn.execute(_EXPIRE_EXHAUSTED, {"queue": queue, "max": properties.max_delivery_count})
-                moved += cur.rowcount
-                cur = await conn.execute(
-                    _EXPIRE, {"queue": queue, "dead_letter_expired": properties.dead_letter_on_expiration}
-                )
-                row = await cur.fetchone()
-                moved += row[0] if row else 0
+                for statement in (_EXPIRE_EXHAUSTED, _EXPIRE):
+                    cur = await conn.execute(
+                        statement,
+                        {
+                            "queue": queue,
+                            "max": properties.max_delivery_count,
+                            "dead_letter_expired": properties.dead_letter_on_expiration,
+                        },
+                    )
+                    row = await cur.fetchone()
+                    moved += row[0] if row else 0
         return moved
 
     async def purge_expired_ids(self) -> int:
