@@ -147,23 +147,8 @@ def load_queue_properties(queues: QueueNames, path: Path = EMULATOR_CONFIG) -> d
     return properties
 
 
-def with_overrides(
-    properties: Mapping[str, QueueProperties],
-    *,
-    lock_duration: timedelta | None = None,
-    max_delivery_count: int | None = None,
-    duplicate_window: timedelta | None = None,
-) -> dict[str, QueueProperties]:
-    """The same properties with each given value applied to every queue (the BUS_* settings)."""
-    changes: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("lock_duration", lock_duration),
-            ("max_delivery_count", max_delivery_count),
-            ("duplicate_window", duplicate_window),
-        )
-        if value is not None
-    }
+def with_overrides(properties: Mapping[str, QueueProperties], **changes: Any) -> dict[str, QueueProperties]:
+    """The same properties with each given `QueueProperties` field set on every queue (the BUS_* settings)."""
     return {queue: replace(props, **changes) for queue, props in properties.items()}
 
 
