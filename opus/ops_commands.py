@@ -26,6 +26,7 @@ from shared.settings import FEED_VARIANTS, Settings
 
 if TYPE_CHECKING:
     from opus.cli import CommandRegistry
+    from shared.deadletters import DeadLetter
 
 # Wide enough for run ids and reasons when the output is not a terminal.
 console = Console(width=None if Console().is_terminal else 160)
@@ -279,8 +280,22 @@ def cmd_consolidate(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(go())
 
 
+def _dismissal_arguments_error(args: argparse.Namespace) -> str | None:
+    """--dismiss and --note go together: a note alone would be dropped silently, a dismissal without one
+    is refused anyway."""
+    if args.note is not None and args.dismiss is None:
+        return "argument --note: only with --dismiss ID"
+    if args.dismiss is not None and args.note is None:
+        return "argument --dismiss: needs --note TEXT (why the dead letter is dismissed)"
+    return None
+
+
 def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.deadletters import list_dead_letters, replay
+    from shared.deadletters import dismiss, list_dead_letters, replay, resolution
+
+    problem = _dismissal_arguments_error(args)
+    if problem is not None:
+        args.usage_error(problem)
 
     async def go() -> int:
         async with cli_container(settings, needs_workers=args.replay is not None) as container:
@@ -288,8 +303,12 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 new_id = await replay(container, args.replay)
                 console.print(f"dead letter {args.replay} replayed as message {new_id}")
                 return 0
-            letters = await list_dead_letters(container.pool, queue=args.queue, include_replayed=args.all)
-        table = Table("id", "queue", "message", "reason", "deliveries", "dead-lettered", "replayed")
+            if args.dismiss is not None:
+                dismissed = await dismiss(container.pool, args.dismiss, args.note)
+                console.print(f"dead letter {dismissed.id} {resolution(dismissed)}", markup=False)
+                return 0
+            letters = await list_dead_letters(container.pool, queue=args.queue, include_resolved=args.all)
+        table = Table("id", "queue", "message", "reason", "deliveries", "dead-lettered", "resolved")
         for letter in letters:
             reason = letter.reason + (f": {letter.description}" if letter.description else "")
             table.add_row(
@@ -299,12 +318,20 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 reason[:80],
                 str(letter.delivery_count),
                 letter.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S"),
-                letter.replay_message_id or "-",
+                _resolved_cell(letter),
             )
         console.print(table if letters else "no dead letters")
         return 0
 
     return asyncio.run(go())
+
+
+def _resolved_cell(letter: DeadLetter) -> str:
+    if letter.replayed_at is not None:
+        return f"replayed as {letter.replay_message_id}"
+    if letter.dismissed_at is not None:
+        return f"dismissed {letter.dismissed_at:%Y-%m-%d %H:%M:%S}: {letter.dismissal_note}"[:80]
+    return "-"
 
 
 def register(commands: CommandRegistry) -> None:
@@ -339,7 +366,14 @@ def register(commands: CommandRegistry) -> None:
         "--force", action="store_true", help="consolidate even though partitions failed (the watermark stays)"
     )
 
-    dead = commands.add("dead-letters", cmd_dead_letters, "list dead letters, or replay one")
+    dead = commands.add("dead-letters", cmd_dead_letters, "list outstanding dead letters, or replay or dismiss one")
     dead.add_argument("--queue", help="only this queue")
-    dead.add_argument("--all", action="store_true", help="include dead letters already replayed")
-    dead.add_argument("--replay", type=int, metavar="ID", help="send dead letter ID back to its queue")
+    dead.add_argument("--all", action="store_true", help="include resolved dead letters (replayed or dismissed)")
+    action = dead.add_mutually_exclusive_group()
+    action.add_argument("--replay", type=int, metavar="ID", help="send dead letter ID back to its queue")
+    action.add_argument(
+        "--dismiss", type=int, metavar="ID", help="resolve dead letter ID without replaying it (needs --note)"
+    )
+    dead.add_argument("--note", metavar="TEXT", help="why the dead letter is dismissed (with --dismiss)")
+    # --dismiss and --note depend on each other, which argparse cannot declare: checked by the command.
+    dead.set_defaults(usage_error=dead.error)

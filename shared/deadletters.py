@@ -6,13 +6,16 @@ sub-queue triggers. A replay sends the body again under a new message id (the or
 sit in the duplicate-detection window) and is recorded, so a dead letter is replayed at most once.
 A page the worker would ignore (its run no longer ingests, or a retry superseded its attempt: the
 usual fate of pages that outlived their time-to-live) is refused with what resumes the run instead.
+A letter that should not be replayed is dismissed with an operator's note instead. Either resolves
+it, once: a letter is outstanding until replayed or dismissed, and never both (both take the row
+lock, so a replay and a dismissal racing cannot both win).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from psycopg.rows import class_row
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -43,23 +46,29 @@ class DeadLetter(BaseModel):
     dead_lettered_at: datetime
     replayed_at: datetime | None
     replay_message_id: str | None
+    dismissed_at: datetime | None
+    dismissal_note: str | None
 
 
 _COLUMNS = """id, source, queue, message_id, body, application_properties, reason, description, delivery_count,
-    enqueued_at, dead_lettered_at, replayed_at, replay_message_id"""
+    enqueued_at, dead_lettered_at, replayed_at, replay_message_id, dismissed_at, dismissal_note"""
+
+# The database checks the same bound (migration 0017).
+MAX_NOTE_LENGTH: Final = 500
 
 
 async def list_dead_letters(
-    pool: Pool, *, queue: str | None = None, include_replayed: bool = False, limit: int = 100, offset: int = 0
+    pool: Pool, *, queue: str | None = None, include_resolved: bool = False, limit: int = 100, offset: int = 0
 ) -> list[DeadLetter]:
+    """Newest first: the outstanding letters (neither replayed nor dismissed), or all of them."""
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=class_row(DeadLetter))
         await cur.execute(
             f"""SELECT {_COLUMNS} FROM dead_letters
                 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
-                  AND (%(all)s OR replayed_at IS NULL)
+                  AND (%(all)s OR (replayed_at IS NULL AND dismissed_at IS NULL))
                 ORDER BY dead_lettered_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s""",
-            {"queue": queue, "all": include_replayed, "limit": limit, "offset": offset},
+            {"queue": queue, "all": include_resolved, "limit": limit, "offset": offset},
         )
         return await cur.fetchall()
 
@@ -102,19 +111,62 @@ async def _ignored_page(conn: Conn, container: Container, letter: DeadLetter) ->
     return f"{page}, which is {run.status}{why}: the worker would ignore it{way_out}"
 
 
-async def replay(container: Container, dead_letter_id: int) -> str:
-    """Send a dead letter's body back to its queue; return the new message id."""
-    async with container.pool.connection() as conn, conn.transaction():
+def resolution(letter: DeadLetter) -> str | None:
+    """How the letter was resolved ("replayed at ... as ...", "dismissed at ... with the note ..."), or
+    None while it is outstanding."""
+    if letter.replayed_at is not None:
+        return f"replayed at {letter.replayed_at.isoformat()} as {letter.replay_message_id}"
+    if letter.dismissed_at is not None:
+        return f"dismissed at {letter.dismissed_at.isoformat()} with the note {letter.dismissal_note!r}"
+    return None
+
+
+async def _outstanding(conn: Conn, dead_letter_id: int) -> DeadLetter:
+    """The letter, locked until the transaction ends; refused unless outstanding."""
+    cur = conn.cursor(row_factory=class_row(DeadLetter))
+    await cur.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s FOR UPDATE", (dead_letter_id,))
+    letter = await cur.fetchone()
+    if letter is None:
+        raise NotFoundError(f"dead letter {dead_letter_id} does not exist")
+    resolved = resolution(letter)
+    if resolved is not None:
+        raise ConflictError(f"dead letter {dead_letter_id} was already {resolved}")
+    return letter
+
+
+def dismissal_note(note: str) -> str:
+    """The note as stored (surrounding whitespace trimmed), or why it cannot be."""
+    text = note.strip()
+    if not text:
+        raise InvalidRequestError("a note is required: say why the dead letter is dismissed")
+    if len(text) > MAX_NOTE_LENGTH:
+        raise InvalidRequestError(f"the note has {len(text)} characters; at most {MAX_NOTE_LENGTH}")
+    if "\x00" in text:
+        raise InvalidRequestError("the note contains a NUL character")
+    return text
+
+
+async def dismiss(pool: Pool, dead_letter_id: int, note: str) -> DeadLetter:
+    """Resolve an outstanding dead letter without replaying it, recording when and the note; the
+    letter stays (as evidence) until retention prunes it. Returns the dismissed letter."""
+    text = dismissal_note(note)
+    async with pool.connection() as conn, conn.transaction():
+        await _outstanding(conn, dead_letter_id)
         cur = conn.cursor(row_factory=class_row(DeadLetter))
-        await cur.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s FOR UPDATE", (dead_letter_id,))
-        letter = await cur.fetchone()
-        if letter is None:
-            raise NotFoundError(f"dead letter {dead_letter_id} does not exist")
-        if letter.replayed_at is not None:
-            raise ConflictError(
-                f"dead letter {dead_letter_id} was already replayed at {letter.replayed_at.isoformat()} "
-                f"as {letter.replay_message_id}"
-            )
+        await cur.execute(
+            f"""UPDATE dead_letters SET dismissed_at = now(), dismissal_note = %s WHERE id = %s
+                RETURNING {_COLUMNS}""",
+            (text, dead_letter_id),
+        )
+        dismissed = await cur.fetchone()
+    assert dismissed is not None  # locked above
+    return dismissed
+
+
+async def replay(container: Container, dead_letter_id: int) -> str:
+    """Send an outstanding dead letter's body back to its queue; return the new message id."""
+    async with container.pool.connection() as conn, conn.transaction():
+        letter = await _outstanding(conn, dead_letter_id)
         if letter.queue not in container.queues.all():
             raise InvalidRequestError(f"dead letter {dead_letter_id} belongs to unknown queue {letter.queue!r}")
         if not isinstance(letter.body, dict):

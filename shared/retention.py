@@ -6,10 +6,11 @@ every run its partitions and worker rows (the original had no retention at all).
 
 Deleted once older than the cutoff: error records; finished runs (their partitions, worker rows and
 seen-sets go with them) except each feed's latest and any a watermark names; delivered alerts;
-replayed dead letters; the snapshots of finished repricing jobs (their jobs stay). Kept whatever
-their age: the catalogue and its history (business records, not operations), active runs, alerts
-not yet delivered and dead letters not yet replayed (nothing is dropped before a human saw it),
-pricing rule versions and repricing jobs.
+resolved dead letters (counted from their replay or dismissal); the snapshots of finished repricing
+jobs (their jobs stay). Kept whatever their age: the catalogue and its history (business records,
+not operations), active runs, alerts not yet delivered and outstanding dead letters, neither
+replayed nor dismissed (nothing is dropped before a human saw it), pricing rule versions and
+repricing jobs.
 
 Each batch is its own short transaction, so pruning a large backlog holds no lock for long and
 competes with nothing; it runs hourly in the local host and daily in Azure.
@@ -62,7 +63,7 @@ DELETE FROM alerts WHERE id = ANY(ARRAY(
 """
 _DEAD_LETTERS = """
 DELETE FROM dead_letters WHERE id = ANY(ARRAY(
-    SELECT id FROM dead_letters WHERE replayed_at < %(cutoff)s LIMIT %(batch)s))
+    SELECT id FROM dead_letters WHERE coalesce(replayed_at, dismissed_at) < %(cutoff)s LIMIT %(batch)s))
 """
 _REPRICING_SNAPSHOTS = """
 DELETE FROM repricing_snapshots WHERE ctid = ANY(ARRAY(

@@ -188,8 +188,8 @@ class Settings(BaseSettings):
         90,
         ge=0,
         le=3650,
-        description="days error records, finished runs, delivered alerts, replayed dead letters and repricing "
-        "snapshots are kept, 0-3650 (0: forever)",
+        description="days error records, finished runs, delivered alerts, replayed or dismissed dead letters and "
+        "repricing snapshots are kept, 0-3650 (0: forever)",
     )
 
     # --- alerts and watermark mirror ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """Operations: runs, partitions, triggers, dead letters, watermarks, error records.
 
-Reading needs scope `read`; every action (start a run, retry, force consolidation, cancel, replay a
-dead letter) needs `admin` and calls the pipeline's own services (scheduler.service,
+Reading needs scope `read`; every action (start a run, retry, force consolidation, cancel, replay or
+dismiss a dead letter) needs `admin` and calls the pipeline's own services (scheduler.service,
 fanin.operations, shared.deadletters), so the API and the CLI behave identically.
 """
 
@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from api import operations
 from api.auth import Principal, require_admin, require_read
@@ -22,7 +23,7 @@ from api.routes.common import ADMIN_RESPONSES, responses
 from fanin.operations import cancel_run, force_consolidation, retry_failed
 from scheduler.service import start_run
 from shared.bootstrap import Container
-from shared.deadletters import DeadLetter, list_dead_letters, replay
+from shared.deadletters import MAX_NOTE_LENGTH, DeadLetter, dismiss, list_dead_letters, replay
 
 router = APIRouter(prefix="/api/v2", tags=["operations"])
 
@@ -37,6 +38,7 @@ Limit = Annotated[int, Query(ge=1, le=operations.MAX_LIMIT)]
 # PostgreSQL text cannot hold NUL characters: refuse them as bad input, not a database error.
 TEXT = r"^[^\x00]*$"
 Offset = Annotated[int, Query(ge=0, le=100_000)]
+DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class FeedClock(BaseModel):
@@ -199,6 +201,31 @@ class ReplayedEnvelope(BaseModel):
     data: Replayed
 
 
+def _has_text(note: str) -> str:
+    if not note.strip():
+        raise PydanticCustomError("blank_note", "the note is blank: say why the dead letter is dismissed")
+    return note
+
+
+class Dismiss(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_NOTE_LENGTH,
+            pattern=TEXT,
+            description="why the letter is dismissed instead of replayed (surrounding whitespace is trimmed)",
+        ),
+        AfterValidator(_has_text),
+    ]
+
+
+class DeadLetterEnvelope(BaseModel):
+    data: DeadLetter
+
+
 class Watermark(BaseModel):
     feed: str
     last_updated_at: datetime | None = Field(description="the feed is fetched from here on; null before any run")
@@ -312,15 +339,23 @@ async def post_cancel(
 @router.get("/dead-letters", response_model=DeadLetterList, responses=responses(401, 403, 422))
 async def get_dead_letters(
     queue: Annotated[str | None, Query(max_length=200, pattern=TEXT)] = None,
-    include_replayed: bool = False,
+    # Named before dismissal existed; kept so that existing clients keep working.
+    include_resolved: Annotated[
+        bool,
+        Query(
+            alias="include_replayed",
+            description="also list the resolved letters: replayed or dismissed (the name predates dismissal)",
+        ),
+    ] = False,
     limit: Limit = 100,
     offset: Offset = 0,
     _: Principal = Depends(require_read),
     container: Container = Depends(get_container),
 ) -> DeadLetterList:
-    """Messages that kept failing, newest first, with their reasons."""
+    """Messages that kept failing, newest first, with their reasons: the outstanding ones (neither
+    replayed nor dismissed) unless include_replayed."""
     letters = await list_dead_letters(
-        container.pool, queue=queue, include_replayed=include_replayed, limit=limit, offset=offset
+        container.pool, queue=queue, include_resolved=include_resolved, limit=limit, offset=offset
     )
     return DeadLetterList(data=letters)
 
@@ -332,13 +367,25 @@ async def get_dead_letters(
     responses={**ADMIN_RESPONSES, **responses(400)},
 )
 async def post_replay(
-    dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    dead_letter_id: DeadLetterId,
     _: Principal = Depends(require_admin),
     container: Container = Depends(get_container),
 ) -> ReplayedEnvelope:
     """Send a dead letter back to its queue under a new message id (once)."""
     new_id = await replay(container, dead_letter_id)
     return ReplayedEnvelope(data=Replayed(id=dead_letter_id, replay_message_id=new_id))
+
+
+@router.post("/dead-letters/{dead_letter_id}/dismiss", response_model=DeadLetterEnvelope, responses=ADMIN_RESPONSES)
+async def post_dismiss(
+    dead_letter_id: DeadLetterId,
+    body: Annotated[Dismiss, Body()],
+    _: Principal = Depends(require_admin),
+    container: Container = Depends(get_container),
+) -> DeadLetterEnvelope:
+    """Resolve a dead letter without replaying it, with a note saying why (once; 409 if it was already
+    replayed or dismissed). It leaves the outstanding list and stays, as evidence, until retention."""
+    return DeadLetterEnvelope(data=await dismiss(container.pool, dead_letter_id, body.note))
 
 
 @router.get("/watermarks", response_model=WatermarkList, responses=responses(401, 403))
