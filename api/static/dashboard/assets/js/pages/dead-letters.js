@@ -1,11 +1,12 @@
-// Dead letters (messages that kept failing, with their reasons; replay for admins) and the
-// recorded errors (unmappable items, failed pages...) with filters.
+// Dead letters (messages that kept failing, with their reasons; for admins, replay or dismissal with
+// a note) and the recorded errors (unmappable items, failed pages...) with filters.
 
 import { FEEDS, get, post } from "../api.js";
 import { badge, busy, choice, confirmAction, errorNotice, fill, fmt, h, notice, when } from "../dom.js";
 
 export const title = "Dead letters & errors";
 const LIST_LIMIT = 200;
+const NOTE_LIMIT = 500; // the API's bound on a dismissal note
 const SOURCES = ["scheduler", "worker", "consolidator", "fanin", "api", "bus"];
 
 /** A full page may not be all there is: say so rather than pass it off as the whole list. */
@@ -16,11 +17,11 @@ const json = (value) => h("details", {}, h("summary", { class: "small" }, "show"
 
 function deadLetters(session) {
   const status = h("div"); // the list's own failure, cleared when it loads again
-  const outcome = h("div"); // what a replay did
+  const outcome = h("div"); // what a replay or a dismissal did
   const tbody = h("tbody");
   const form = h("form", { class: "filters", onchange: () => load(), onsubmit: (event) => { event.preventDefault(); load(); } },
     h("label", {}, "queue", h("input", { name: "queue", placeholder: "any queue" })),
-    h("label", { class: "inline" }, h("input", { type: "checkbox", name: "include_replayed" }), "include replayed"));
+    h("label", { class: "inline" }, h("input", { type: "checkbox", name: "include_replayed" }), "include resolved"));
 
   function replayButton(letter) {
     const button = h("button", { type: "button", class: "small", "data-testid": "replay", onclick: async () => {
@@ -32,6 +33,37 @@ function deadLetters(session) {
       });
     } }, "Replay");
     return button;
+  }
+
+  /** Dismiss asks for the note in place, beside the letter it resolves. */
+  function dismissButton(letter) {
+    const button = h("button", { type: "button", class: "small", "data-testid": "dismiss", onclick: () => {
+      const note = h("input", { name: "note", required: true, maxlength: NOTE_LIMIT, placeholder: "why no replay is needed" });
+      const submit = h("button", { type: "submit", class: "small primary" }, "Dismiss");
+      const form = h("form", { class: "row", "data-testid": "dismiss-form", onsubmit: async (event) => {
+        event.preventDefault();
+        await busy(submit, outcome, async () => {
+          const { data } = await post(`/dead-letters/${letter.id}/dismiss`, { note: note.value });
+          outcome.replaceChildren(notice("ok", `Dismissed dead letter ${data.id}: ${data.dismissal_note}`));
+          await load();
+        });
+      } }, note, submit, h("button", { type: "button", class: "small", onclick: () => form.replaceWith(actions(letter)) }, "Cancel"));
+      button.parentElement.replaceWith(form);
+      note.focus();
+    } }, "Dismiss");
+    return button;
+  }
+
+  const actions = (letter) => h("span", { class: "row" }, replayButton(letter), dismissButton(letter));
+
+  function resolution(letter) {
+    if (letter.replayed_at) {
+      return h("span", { class: "small" }, badge("completed"), " replayed ", when(letter.replayed_at, { relative: true }), " as ", h("span", { class: "mono" }, letter.replay_message_id));
+    }
+    if (letter.dismissed_at) {
+      return h("span", { class: "small" }, badge("dismissed"), " ", when(letter.dismissed_at, { relative: true }), ": ", h("span", { "data-testid": "dismissal-note" }, letter.dismissal_note));
+    }
+    return session.admin ? actions(letter) : null;
   }
 
   async function load() {
@@ -49,9 +81,7 @@ function deadLetters(session) {
           h("td", { class: "num" }, letter.delivery_count),
           h("td", { class: "nowrap" }, when(letter.dead_lettered_at, { relative: true })),
           h("td", {}, json(letter.body)),
-          h("td", { "data-testid": "replay-state" }, letter.replayed_at
-            ? h("span", { class: "small" }, badge("completed"), " replayed ", when(letter.replayed_at, { relative: true }), " as ", h("span", { class: "mono" }, letter.replay_message_id))
-            : session.admin ? replayButton(letter) : null),
+          h("td", { "data-testid": "replay-state" }, resolution(letter)),
         )));
     } catch (error) {
       tbody.replaceChildren(); // rows of an earlier filter are not this filter's answer

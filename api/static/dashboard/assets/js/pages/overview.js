@@ -93,11 +93,14 @@ function runsByDay(runs) {
   return days;
 }
 
+/** Neither replayed nor dismissed: what still needs an operator. */
+const outstanding = (letters) => letters.filter((l) => !l.replayed_at && !l.dismissed_at);
+
 /** "12", or "500+" when the page of dead letters was full. */
-const waitingText = (letters, capped) => `${fmt.int(letters.filter((l) => !l.replayed_at).length)}${capped ? "+" : ""}`;
+const waitingText = (letters, capped) => `${fmt.int(outstanding(letters).length)}${capped ? "+" : ""}`;
 
 function alertsList(alerts, letters, capped) {
-  const waiting = letters.filter((l) => !l.replayed_at);
+  const waiting = outstanding(letters);
   const seen = new Set();
   const items = alerts
     .filter((run) => !seen.has(run.run_id) && seen.add(run.run_id))
