@@ -14,7 +14,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fanin.lifecycle import decide, stall_deadline
 from fanin.service import policy_from
@@ -75,6 +75,7 @@ class _StoredFeedClock(BaseModel):
 
     lag_s: float
     beyond_safety_buffer: bool
+    safety_buffer_s: float | None = Field(default=None, ge=0)  # runs planned before it was recorded lack it
 
 
 def _seconds(seconds: float) -> timedelta:

@@ -104,7 +104,12 @@ def feed_clock_note(window: RunWindow, safety_buffer: timedelta) -> dict[str, ob
             if widened
             else "a full window is not affected; incremental windows start that much further back",
         )
-    return {"lag_s": round(lag.total_seconds(), 3), "beyond_safety_buffer": beyond}
+    return {
+        "lag_s": round(lag.total_seconds(), 3),
+        "beyond_safety_buffer": beyond,
+        # Recorded because the setting may change later: "beyond" is judged against this one.
+        "safety_buffer_s": safety_buffer.total_seconds(),
+    }
 
 
 async def _record_run(

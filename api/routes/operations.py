@@ -50,6 +50,10 @@ class FeedClock(BaseModel):
         description="the lag exceeded the incremental safety buffer (the scheduler logged a warning): the buffer "
         "alone would let an incremental window miss stones"
     )
+    safety_buffer_s: float | None = Field(
+        description="the incremental safety buffer in force when the run was planned, in seconds (the "
+        "INCREMENTAL_SAFETY_BUFFER_MINUTES setting); null for runs planned before it was recorded"
+    )
     added_to_window: bool = Field(
         description="the lag widened this run's window: an incremental run from a watermark starts that much "
         "further before it (a full window, a feed clock ahead of ours or a lag within the Date header's "

@@ -172,7 +172,8 @@ def test_a_run_gives_the_feed_clock_reading_it_was_planned_with(
     """The scheduler stores the feed clock's lag in the run's heatmap; the run says it, and whether it
     widened the window (an incremental run from a watermark, a lag of at least the Date resolution)."""
     readings = {
-        "done": ("incremental", {"lag_s": 603.4, "beyond_safety_buffer": True}),  # the window reached back
+        # the window reached back
+        "done": ("incremental", {"lag_s": 603.4, "beyond_safety_buffer": True, "safety_buffer_s": 600.0}),
         "failed": ("full", {"lag_s": 603.4, "beyond_safety_buffer": True}),  # a full window is not affected
         "skipped": ("incremental", {"lag_s": 1.3, "beyond_safety_buffer": False}),  # within the Date resolution
     }
@@ -183,9 +184,20 @@ def test_a_run_gives_the_feed_clock_reading_it_was_planned_with(
             (json.dumps(reading), run_type, NOW - timedelta(hours=1), runs[name]),
         )
     expected = {
-        runs["done"]: {"lag_s": 603.4, "beyond_safety_buffer": True, "added_to_window": True},
-        runs["failed"]: {"lag_s": 603.4, "beyond_safety_buffer": True, "added_to_window": False},
-        runs["skipped"]: {"lag_s": 1.3, "beyond_safety_buffer": False, "added_to_window": False},
+        runs["done"]: {"lag_s": 603.4, "beyond_safety_buffer": True, "safety_buffer_s": 600.0, "added_to_window": True},
+        # Runs planned before the buffer was recorded say null.
+        runs["failed"]: {
+            "lag_s": 603.4,
+            "beyond_safety_buffer": True,
+            "safety_buffer_s": None,
+            "added_to_window": False,
+        },
+        runs["skipped"]: {
+            "lag_s": 1.3,
+            "beyond_safety_buffer": False,
+            "safety_buffer_s": None,
+            "added_to_window": False,
+        },
         runs["stalled"]: None,  # no reading: an older run, or a feed without a Date header
     }
     listed = http.get("/api/v2/runs", headers=_read(keys)).json()["data"]
@@ -194,7 +206,12 @@ def test_a_run_gives_the_feed_clock_reading_it_was_planned_with(
         assert http.get(f"/api/v2/runs/{run_id}", headers=_read(keys)).json()["data"]["feed_clock"] == clock
     schemas = http.get("/api/v2/openapi.json").json()["components"]["schemas"]
     assert "feed_clock" in schemas["RunSummary"]["properties"]
-    assert set(schemas["FeedClock"]["required"]) == {"lag_s", "beyond_safety_buffer", "added_to_window"}
+    assert set(schemas["FeedClock"]["required"]) == {
+        "lag_s",
+        "beyond_safety_buffer",
+        "safety_buffer_s",
+        "added_to_window",
+    }
 
 
 @pytest.mark.parametrize(
@@ -207,21 +224,23 @@ def test_a_run_gives_the_feed_clock_reading_it_was_planned_with(
         ({"lag_s": 603.4}, None),
         ("603.4", None),
         ([603.4, True], None),
+        ({"lag_s": 603.4, "beyond_safety_buffer": True, "safety_buffer_s": -600}, None),
+        ({"lag_s": 603.4, "beyond_safety_buffer": True, "safety_buffer_s": "600"}, None),
         (
             {"lag_s": -45.5, "beyond_safety_buffer": False},
-            {"lag_s": -45.5, "beyond_safety_buffer": False, "added_to_window": False},
+            {"lag_s": -45.5, "beyond_safety_buffer": False, "safety_buffer_s": None, "added_to_window": False},
         ),
         (
             {"lag_s": 1e300, "beyond_safety_buffer": True},
-            {"lag_s": 1e300, "beyond_safety_buffer": True, "added_to_window": True},
+            {"lag_s": 1e300, "beyond_safety_buffer": True, "safety_buffer_s": None, "added_to_window": True},
         ),
         (
             {"lag_s": -1e300, "beyond_safety_buffer": False},
-            {"lag_s": -1e300, "beyond_safety_buffer": False, "added_to_window": False},
+            {"lag_s": -1e300, "beyond_safety_buffer": False, "safety_buffer_s": None, "added_to_window": False},
         ),
         (
             {"lag_s": 9e12, "beyond_safety_buffer": True, "note": "extra"},
-            {"lag_s": 9e12, "beyond_safety_buffer": True, "added_to_window": True},
+            {"lag_s": 9e12, "beyond_safety_buffer": True, "safety_buffer_s": None, "added_to_window": True},
         ),
     ],
 )

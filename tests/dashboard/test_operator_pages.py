@@ -342,7 +342,7 @@ async def test_a_feed_clock_lag_beyond_the_safety_buffer_is_a_warning_on_the_run
     lagging = add_run(
         database_url,
         [(10, 10)],
-        feed_clock={"lag_s": 603.4, "beyond_safety_buffer": True},
+        feed_clock={"lag_s": 603.4, "beyond_safety_buffer": True, "safety_buffer_s": 300.0},
         run_type="incremental",
         watermark_before=datetime(2026, 3, 1, 11, 0, tzinfo=UTC),
     )
@@ -351,7 +351,8 @@ async def test_a_feed_clock_lag_beyond_the_safety_buffer_is_a_warning_on_the_run
     await dashboard.sign_in(admin_key, f"/runs/{lagging}")
     warning = page.get_by_test_id("feed-clock").locator(".notice.warn")
     await expect(warning).to_have_text(
-        "Feed clock 10 min 3 s behind ours, more than the incremental safety buffer: added to this incremental window"
+        "Feed clock 10 min 3 s behind ours, more than the incremental safety buffer of 5 min 0 s: added to this"
+        " incremental window"
     )
     await dashboard.screenshot("run-feed-clock-lag")
 
@@ -365,6 +366,14 @@ async def test_a_feed_clock_lag_beyond_the_safety_buffer_is_a_warning_on_the_run
     quiet = page.get_by_test_id("feed-clock")
     await expect(quiet).to_have_text("Feed clock 1.3 s behind ours: not added to the window")
     await expect(page.locator(".notice.warn")).to_have_count(0)
+
+    # A run planned before the buffer was recorded; a lag of days, and one no clock could have.
+    for lag_s, shown in ((3 * 86400 + 1234, "3 d"), (1e300, "over 100 years")):
+        older = add_run(database_url, [(10, 10)], feed_clock={"lag_s": lag_s, "beyond_safety_buffer": True})
+        await dashboard.open(f"/runs/{older}")
+        await expect(page.get_by_test_id("feed-clock")).to_have_text(
+            f"Feed clock {shown} behind ours, more than the incremental safety buffer: not added to the window"
+        )
     dashboard.check_console()
 
 

@@ -109,6 +109,7 @@ async def test_a_stone_updated_during_a_run_is_fetched_by_the_next_although_the_
     clock = await recorded_feed_clock(db, third.run_id)
     lag = timedelta(seconds=clock["lag_s"])
     assert clock["beyond_safety_buffer"] is True
+    assert clock["safety_buffer_s"] == BUFFER.total_seconds()
     # Date has whole seconds and is stamped before the response travels: never under the true lag.
     assert FEED_BEHIND <= lag < FEED_BEHIND + timedelta(seconds=30)
     assert third.updated_from <= second.run.updated_to - BUFFER - FEED_BEHIND

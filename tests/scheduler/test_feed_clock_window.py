@@ -71,7 +71,11 @@ def test_with_no_buffer_clocks_in_step_start_exactly_at_the_watermark(caplog: py
     )
     assert window.updated_from == MARK
     with caplog.at_level(logging.WARNING, logger="scheduler.service"):
-        assert feed_clock_note(window, timedelta(0)) == {"lag_s": 1.3, "beyond_safety_buffer": False}
+        assert feed_clock_note(window, timedelta(0)) == {
+            "lag_s": 1.3,
+            "beyond_safety_buffer": False,
+            "safety_buffer_s": 0.0,
+        }
     assert not caplog.records
 
 
@@ -98,7 +102,7 @@ def test_a_lag_beyond_the_buffer_is_warned_about_and_recorded(caplog: pytest.Log
     )
     with caplog.at_level(logging.WARNING, logger="scheduler.service"):
         note = feed_clock_note(window, BUFFER)
-    assert note == {"lag_s": 600.4, "beyond_safety_buffer": True}
+    assert note == {"lag_s": 600.4, "beyond_safety_buffer": True, "safety_buffer_s": 60.0}
     (record,) = caplog.records
     assert record.levelno == logging.WARNING
     assert "600.4 s behind ours, more than the 60 s safety buffer" in record.getMessage()
@@ -114,7 +118,7 @@ def test_a_lag_within_the_buffer_is_recorded_without_a_warning(
     )
     with caplog.at_level(logging.WARNING, logger="scheduler.service"):
         note = feed_clock_note(window, BUFFER)
-    assert note == {"lag_s": lag.total_seconds(), "beyond_safety_buffer": False}
+    assert note == {"lag_s": lag.total_seconds(), "beyond_safety_buffer": False, "safety_buffer_s": 60.0}
     assert not caplog.records
 
 

@@ -62,7 +62,10 @@ export const fmt = {
     const whole = Math.round(seconds);
     if (whole < 3600) return `${Math.floor(whole / 60)} min ${whole % 60} s`;
     const minutes = Math.round(seconds / 60);
-    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+    if (minutes < 48 * 60) return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+    // Days past two; a reading beyond a century is nonsense to spell out (a stored 1e300 s lag).
+    const days = Math.round(seconds / 86400);
+    return days <= 36500 ? `${days.toLocaleString("en-US")} d` : "over 100 years";
   },
   shortId: (id) => String(id).slice(0, 8),
 };

@@ -47,7 +47,8 @@ export function feedClockReading(run) {
   const clock = run.feed_clock;
   if (!clock) return null;
   const offset = clock.lag_s >= 0 ? `${fmt.duration(clock.lag_s)} behind ours` : `${fmt.duration(-clock.lag_s)} ahead of ours`;
-  const beyond = clock.beyond_safety_buffer ? ", more than the incremental safety buffer" : "";
+  const buffer = clock.safety_buffer_s === null ? "" : ` of ${fmt.duration(clock.safety_buffer_s)}`;
+  const beyond = clock.beyond_safety_buffer ? `, more than the incremental safety buffer${buffer}` : "";
   const window = clock.added_to_window ? "added to this incremental window" : "not added to the window";
   return { text: `Feed clock ${offset}${beyond}: ${window}`, beyond: clock.beyond_safety_buffer };
 }
