@@ -158,3 +158,35 @@ async def test_snapshots_of_finished_repricing_jobs_go_and_their_jobs_stay(db: P
         assert [row[0] for row in await cur.fetchall()] == jobs[1:]
         cur = await conn.execute("SELECT count(*) FROM repricing_jobs")
         assert await cur.fetchone() == (3,)
+
+
+async def test_dismissed_dead_letters_go_the_period_after_their_dismissal(db: Pool) -> None:
+    """Counted from the dismissal, as a replayed letter's from its replay; outstanding ones stay."""
+    letters = {
+        # message id: (dead-lettered, replayed, dismissed)
+        "dismissed-long-ago": (OLD - timedelta(days=30), None, OLD),
+        "dismissed-lately": (OLD - timedelta(days=30), None, RECENT),
+        "replayed-long-ago": (OLD - timedelta(days=30), OLD, None),
+        "outstanding": (OLD - timedelta(days=30), None, None),
+    }
+    async with db.connection() as conn:
+        for message_id, (dead_lettered, replayed, dismissed) in letters.items():
+            await conn.execute(
+                """INSERT INTO dead_letters (source, queue, message_id, body, reason, dead_lettered_at,
+                       replayed_at, replay_message_id, dismissed_at, dismissal_note)
+                   VALUES ('local', 'work-items', %s, '{}', 'TTLExpiredException', %s, %s, %s, %s, %s)""",
+                (
+                    message_id,
+                    dead_lettered,
+                    replayed,
+                    "r" if replayed else None,
+                    dismissed,
+                    "handled" if dismissed else None,
+                ),
+            )
+
+    assert (await prune(db, 90, NOW)).dead_letters == 2
+
+    async with db.connection() as conn:
+        cur = await conn.execute("SELECT message_id FROM dead_letters ORDER BY message_id")
+        assert [row[0] for row in await cur.fetchall()] == ["dismissed-lately", "outstanding"]
