@@ -159,7 +159,7 @@ async def _lock_waiters(pool: Pool) -> int:
     async with pool.connection() as conn:
         cur = await conn.execute(
             """SELECT count(*) FROM pg_stat_activity
-               WHERE wait_event_type = 'Lock' AND query LIKE '%%FROM dead_letters WHERE id = %%FOR UPDATE%%'"""
+               WHERE wait_event_type = 'Lock' AND query LIKE '%%dead_letters%%'"""
         )
         row = await cur.fetchone()
     return row[0] if row else 0

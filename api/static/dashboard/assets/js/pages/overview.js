@@ -93,14 +93,11 @@ function runsByDay(runs) {
   return days;
 }
 
-/** Neither replayed nor dismissed: what still needs an operator. */
-const outstanding = (letters) => letters.filter((l) => !l.replayed_at && !l.dismissed_at);
-
-/** "12", or "500+" when the page of dead letters was full. */
-const waitingText = (letters, capped) => `${fmt.int(outstanding(letters).length)}${capped ? "+" : ""}`;
+/** "12", or "500+" when the page of dead letters was full. The list holds only the outstanding letters
+ * (neither replayed nor dismissed): the API's default. */
+const waitingText = (letters, capped) => `${fmt.int(letters.length)}${capped ? "+" : ""}`;
 
 function alertsList(alerts, letters, capped) {
-  const waiting = outstanding(letters);
   const seen = new Set();
   const items = alerts
     .filter((run) => !seen.has(run.run_id) && seen.add(run.run_id))
@@ -109,8 +106,8 @@ function alertsList(alerts, letters, capped) {
       h("li", { "data-testid": "alert" }, badge(run.state), " ", h("a", { href: `#/runs/${run.run_id}`, class: "mono" }, fmt.shortId(run.run_id)),
         ` ${run.feed} · `, when(run.started_at, { relative: true }), " · ", h("span", { class: "muted" }, run.status_reason ?? "")),
     );
-  if (waiting.length) {
-    items.unshift(h("li", { "data-testid": "alert" }, badge("failed"), " ", h("a", { href: "#/dead-letters" }, `${waitingText(letters, capped)} dead letter${waiting.length > 1 ? "s" : ""} waiting`)));
+  if (letters.length) {
+    items.unshift(h("li", { "data-testid": "alert" }, badge("failed"), " ", h("a", { href: "#/dead-letters" }, `${waitingText(letters, capped)} dead letter${letters.length > 1 ? "s" : ""} waiting`)));
   }
   return items.length ? h("ul", { class: "stack", "data-testid": "alerts" }, items) : h("p", { class: "muted", "data-testid": "alerts" }, "Nothing needs attention.");
 }
