@@ -123,11 +123,11 @@ def cmd_start_run(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with cli_container(settings, needs_workers=True) as container:
             if args.all:
-                for feed, run_id, outcome in await run_chain(
-                    container, settings.feeds, run_type=args.type, requested_by="cli"
-                ):
+                outcomes = await run_chain(container, settings.feeds, run_type=args.type, requested_by="cli")
+                for feed, run_id, outcome in outcomes:
                     console.print(f"{feed}: {outcome}" + (f" (run {run_id})" if run_id else ""))
-                return 0
+                # As with --wait, a script must be able to tell that a run did not complete.
+                return 0 if all(run_id is None or outcome == "completed" for _, run_id, outcome in outcomes) else 1
             feed = args.feed or settings.feeds[0]
             started = await start_run(container, feed=feed, run_type=args.type, requested_by="cli")
             if started is None:

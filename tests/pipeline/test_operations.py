@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from api.operations import MAX_LIMIT
+from fanin.operations import cancel_run
 from feedsim.embed import ThreadedSimulator
 from localhost.host import Host
 from scheduler.chain import wait_for_run
@@ -192,6 +193,28 @@ async def test_cancel_stops_a_run_and_its_messages_do_nothing(
         code, _, err = await opus(host, "cancel", str(run.run_id))
         assert code == 1
         assert "only planned or ingesting runs can be cancelled" in err
+
+
+async def test_start_run_all_exits_1_when_a_run_does_not_complete(
+    db: Pool, database_url: str, tmp_path: Path, simulator: ThreadedSimulator
+) -> None:
+    async with pipeline(pipeline_settings(database_url, tmp_path, simulator.endpoint)) as host:
+        await sim_control(simulator, "config", {"latency_ms": 40})
+        try:
+            chain = asyncio.create_task(opus(host, "start-run", "--all", "--type", "full", FEEDS=FEED))
+            run_id = None
+            while run_id is None:
+                assert not chain.done(), chain.result()
+                async with db.connection() as conn:
+                    cur = await conn.execute("SELECT run_id FROM run_metadata WHERE status IN ('planned', 'ingesting')")
+                    run_id = ((await cur.fetchone()) or (None,))[0]
+                await asyncio.sleep(0.05)
+            await cancel_run(host.container, run_id, "testing start-run --all")
+            code, out, err = await chain
+        finally:
+            await sim_control(simulator, "config", {"latency_ms": 0})
+    assert out.strip() == f"{FEED}: cancelled (run {run_id})", (out, err)
+    assert code == 1, "like --wait, --all says when a run did not complete"
 
 
 async def test_poison_messages_are_dead_lettered_listed_and_replayable(
