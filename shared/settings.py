@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     queue_work_items: str = Field("work-items", min_length=1, description="a queue name")
     queue_work_done: str = Field("work-done", min_length=1, description="a queue name")
     queue_consolidate: str = Field("consolidate", min_length=1, description="a queue name")
-    # The local bus takes each queue's properties from deploy/servicebus/Config.json; these override
+    # The local bus takes each queue's properties from shared/bus/servicebus_config.json; these override
     # one of them for every queue when set.
     bus_lock_duration_s: int | None = Field(
         None, ge=5, le=300, description="seconds, an integer 5-300; unset: each queue's LockDuration (Config.json)"

@@ -26,6 +26,6 @@ async def worker_work_items(msg: func.ServiceBusMessage, context: func.Context) 
     container = await runtime.get()
     with observability.invocation("worker_work_items", traceparent=traceparent(context), **message_fields(msg)):
         message = inbound(msg, _settings.queue_work_items)
-        # BUS_MAX_DELIVERY_COUNT is the work-items queue's MaxDeliveryCount (deploy/servicebus).
+        # BUS_MAX_DELIVERY_COUNT is the work-items queue's MaxDeliveryCount (shared/bus/servicebus_config.json).
         last = message.delivery_count >= _settings.bus_max_delivery_count
         await handle_inbound(container, message, partial(handle_work_item, last_delivery=last))

@@ -1,7 +1,8 @@
 """Per-queue properties of the local bus, read from the Service Bus emulator's configuration.
 
-deploy/servicebus/Config.json declares the queues the emulator creates (and that Azure must be
-given). The local bus reads the same file, so the queues it stands in for cannot drift from it:
+servicebus_config.json, beside this module, is the emulator's Config.json (deploy/docker-compose.yml
+mounts it as such): it declares the queues the emulator creates (and that Azure must be given).
+The local bus reads the same file, so the queues it stands in for cannot drift from it:
 lock duration, max delivery count, duplicate-detection window, default time-to-live and
 dead-lettering on expiry, each with Service Bus's meaning and limits.
 """
@@ -23,9 +24,9 @@ from shared.settings import MIN_DUPLICATE_WINDOW_S, Settings
 
 log = logging.getLogger(__name__)
 
-# A link to deploy/servicebus/Config.json inside the package, so that an installed `opus` (whose
-# package data has no deploy/) reads the same file; resolved, errors name the file itself.
-EMULATOR_CONFIG = (Path(__file__).resolve().parent / "servicebus_config.json").resolve()
+# Package data, so that an installed `opus` reads it too; a real file, not a link into deploy/, which a
+# checkout without symbolic links (Windows' default) would turn into a text file holding the path.
+EMULATOR_CONFIG = Path(__file__).resolve().parent / "servicebus_config.json"
 
 
 class QueueConfigError(ValueError):

@@ -29,7 +29,7 @@ def make_bus(pool: Pool, *, lock: float = 30, max_deliveries: int = 3, window: f
 
 
 def shipped_bus(pool: Pool) -> LocalBus:
-    """The bus as `opus` builds it: every queue's properties as deploy/servicebus/Config.json declares them."""
+    """The bus as `opus` builds it: every queue's properties as shared/bus/servicebus_config.json declares them."""
     return LocalBus(pool, QUEUES, load_queue_properties(QUEUES))
 
 

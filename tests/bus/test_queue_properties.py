@@ -1,4 +1,4 @@
-"""Each queue of the local bus behaves as deploy/servicebus/Config.json declares it, as the emulator
+"""Each queue of the local bus behaves as shared/bus/servicebus_config.json declares it, as the emulator
 and Azure queues do: its own lock duration, max delivery count and duplicate-detection window, and
 messages that expire after the queue's default time-to-live (counted from a scheduled message's
 scheduled time) and are dead-lettered with Service Bus's reason. Time moves by moving the rows."""
@@ -195,11 +195,15 @@ def test_the_shipped_configuration_gives_each_queue_its_properties() -> None:
 
 
 def test_the_configuration_ships_inside_the_package_as_the_emulators_file() -> None:
-    """An installed `opus` has no deploy/ folder: the bus reads a link inside its package, which
-    package data ("*.json") puts into the wheel with the emulator's file's content."""
+    """An installed `opus` has no deploy/ folder: the bus reads a file of its package, which package
+    data ("*.json") puts into the wheel, and the emulator mounts that same file. A real file, not a
+    link: a checkout without symbolic links would hold the link's target path as its text."""
     packaged = Path(queue_config.__file__).parent / "servicebus_config.json"
     assert packaged.is_file()
-    assert packaged.resolve() == EMULATOR_CONFIG == ROOT / "deploy" / "servicebus" / "Config.json"
+    assert not packaged.is_symlink()
+    assert packaged == EMULATOR_CONFIG
+    compose = (ROOT / "deploy" / "docker-compose.yml").read_text()
+    assert "- ../shared/bus/servicebus_config.json:/ServiceBus_Emulator/ConfigFiles/Config.json:ro" in compose
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert any(fnmatch(packaged.name, pattern) for pattern in package_data["*"])
 

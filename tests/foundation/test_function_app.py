@@ -118,7 +118,7 @@ def test_settings_files_and_the_emulator_agree_with_what_the_code_reads() -> Non
     assert example["SERVICEBUS_CONNECTION_SETTING"] in example, "the named connection setting is listed"
     queues = {example["QUEUE_WORK_ITEMS"], example["QUEUE_WORK_DONE"], example["QUEUE_CONSOLIDATE"]}
     assert queues == set(settings.queue_names)
-    config = json.loads((ROOT / "deploy" / "servicebus" / "Config.json").read_text())
+    config = json.loads((ROOT / "shared" / "bus" / "servicebus_config.json").read_text())
     namespaces = config["UserConfig"]["Namespaces"]
     assert [n["Name"] for n in namespaces] == ["sbemulatorns"]
     declared = {q["Name"]: q["Properties"] for q in namespaces[0]["Queues"]}
