@@ -2,17 +2,19 @@
 
 One POST endpoint; `authenticate` returns a token that every other operation passes as
 `as(token: ...)`. The token is cached for its assumed lifetime and refreshed a little early, one
-refresh at a time; a token the server calls invalid or expired is replaced once and the call
-repeated. Transient failures (timeouts, connection errors, 429, 5xx, the CDN's 403, server-side
-GraphQL errors) are retried with exponential backoff and jitter, waiting at least what Retry-After
-asks; fatal ones (refused credentials, rejected queries) are raised at once. Every HTTP request,
-retries included, first takes a slot from the shared rate limiter. Every response's `Date` header
-measures the feed's clock against ours (`clock_reading`; see `shared.feed.clock`).
+refresh at a time whose outcome, token or failure, every caller waiting for it shares; a token the
+server calls invalid or expired is replaced once and the call repeated. Transient failures
+(timeouts, connection errors, 429, 5xx, the CDN's 403, server-side GraphQL errors) are retried with
+exponential backoff and jitter, waiting at least what Retry-After asks; fatal ones (refused
+credentials, rejected queries) are raised at once. Every HTTP request, retries included, first
+takes a slot from the shared rate limiter. Every response's `Date` header measures the feed's clock
+against ours (`clock_reading`; see `shared.feed.clock`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -102,7 +104,7 @@ class NivodaClient:
         self.clock_reading: ClockReading | None = None  # the latest response's, if it had a valid Date
         self._token: str | None = None
         self._refresh_at = 0.0
-        self._auth_lock = asyncio.Lock()
+        self._refresh: asyncio.Task[str] | None = None
         self.stats = ClientStats()
 
     @classmethod
@@ -125,6 +127,10 @@ class NivodaClient:
         )
 
     async def aclose(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresh
         if self._owns_http:
             await self._http.aclose()
 
@@ -202,14 +208,23 @@ class NivodaClient:
     async def _current_token(self) -> str:
         if (token := self._valid_token()) is not None:
             return token
-        async with self._auth_lock:  # one refresh in flight; the others wait for its token
-            if (token := self._valid_token()) is not None:
-                return token
+        # One refresh in flight, and its outcome is everyone's: a failed refresh fails all who waited
+        # for it at once. (Waiters that each retried in turn, behind a lock, held their messages for
+        # minutes while the feed failed: N callers, N times the client's whole retry schedule.)
+        if self._refresh is None:
+            self._refresh = asyncio.create_task(self._refresh_token(), name="nivoda-authenticate")
+        # Shielded: a caller cancelled while waiting does not cancel the refresh the others await.
+        return await asyncio.shield(self._refresh)
+
+    async def _refresh_token(self) -> str:
+        try:
             issued_at = self._clock()
             token = await self._authenticate()
             self._token = token
             self._refresh_at = issued_at + self._token_lifetime_s - self._refresh_margin_s
             return token
+        finally:
+            self._refresh = None
 
     async def _authenticate(self) -> str:
         data = await self._with_retries(

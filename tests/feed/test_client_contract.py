@@ -190,6 +190,25 @@ async def test_bad_credentials_fail_fast(sim: SimControl, make_client: ClientFac
     assert client.stats.retries == {}
 
 
+@pytest.mark.parametrize("fault", ["graphql_error", "cdn_403"])
+async def test_callers_waiting_for_a_refresh_that_fails_share_its_failure(
+    fault: str, sim: SimControl, make_client: ClientFactory
+) -> None:
+    # Each caller retrying the refresh in turn behind a lock made the last of N wait N times the
+    # whole retry schedule (minutes while the feed failed; the local host's messages outlived their locks).
+    client = make_client(sim.endpoint, max_retries=2)
+    sim.configure(**FAULTS[fault])
+
+    outcomes = await asyncio.gather(*(client.count(DiamondQuery()) for _ in range(8)), return_exceptions=True)
+
+    assert all(isinstance(o, FeedTransientError) and "authenticate" in str(o) for o in outcomes), outcomes
+    assert sim.stats()["faults"] == {fault: 3}, "one refresh, with its retries, for all eight callers"
+    assert client.stats.retries == {fault: 2}
+    sim.configure(**dict.fromkeys(FAULTS[fault], 0.0))
+    assert await client.count(DiamondQuery()) > 0, "a refresh after a failed one starts afresh"
+    assert client.stats.authentications == 1
+
+
 # --- failures ----------------------------------------------------------------------------------
 
 FAULTS = {
