@@ -8,6 +8,7 @@ plugin does not support pytest 9 yet); the examples per operation are bounded to
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from tests.api.catalogue import insert, random_catalogue
 from tests.api.conftest import ServedApi, serve
 from tests.conftest import make_settings, truncate_state
 
+ROOT = Path(__file__).resolve().parents[2]
+HOOKS = "tests.api.schemathesis_hooks"
 EXAMPLES_PER_OPERATION = 15
 CHECKS = ",".join(
     (
@@ -88,5 +91,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         str(tmp_path),
     ]
     # Run in tmp_path: schemathesis keeps a crash cache in its working directory.
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
