@@ -308,6 +308,9 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 console.print(f"dead letter {dismissed.id} {resolution(dismissed)}", markup=False)
                 return 0
             letters = await list_dead_letters(container.pool, queue=args.queue, include_resolved=args.all)
+            queues = container.queues.all()
+        if not letters:
+            return _no_dead_letters(args.queue, args.all, queues)
         table = Table("id", "queue", "message", "reason", "deliveries", "dead-lettered", "resolved")
         for letter in letters:
             reason = letter.reason + (f": {letter.description}" if letter.description else "")
@@ -320,10 +323,19 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 letter.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S"),
                 _resolved_cell(letter),
             )
-        console.print(table if letters else "no dead letters")
+        console.print(table)
         return 0
 
     return asyncio.run(go())
+
+
+def _no_dead_letters(queue: str | None, resolved_too: bool, queues: tuple[str, ...]) -> int:
+    what = "dead letters" if resolved_too else "outstanding dead letters"
+    if queue is not None and queue not in queues:
+        # Most likely a typo, which must not pass for "nothing to see".
+        raise InvalidRequestError(f"no {what} on {queue!r}, which is not a queue of this app ({', '.join(queues)})")
+    console.print(f"no {what}" + (f" on {queue}" if queue else ""), markup=False)
+    return 0
 
 
 def _resolved_cell(letter: DeadLetter) -> str:

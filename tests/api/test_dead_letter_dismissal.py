@@ -265,3 +265,21 @@ def test_the_cli_refuses_dismiss_and_note_apart(
         cli.main(["dead-letters", *args])
     assert exited.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == message
+
+
+def test_the_cli_says_what_it_did_not_find_and_refuses_a_queue_the_app_does_not_have(
+    db: Pool, cli_env: None, sync_db: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dismissed = add_letter(sync_db, "handled")
+    assert cli.main(["dead-letters", "--dismiss", str(dismissed), "--note", "handled"]) == 0
+    capsys.readouterr()
+    assert cli.main(["dead-letters", "--queue", "consolidate"]) == 0
+    assert capsys.readouterr().out == "no outstanding dead letters on consolidate\n"
+    assert cli.main(["dead-letters", "--all"]) == 0
+    assert "handled" in capsys.readouterr().out
+    # A typo must not read as "nothing to see".
+    assert cli.main(["dead-letters", "--queue", "consolidat"]) == 1
+    assert capsys.readouterr().err == (
+        "error: no outstanding dead letters on 'consolidat', which is not a queue of this app "
+        "(work-items, work-done, consolidate)\n"
+    )
