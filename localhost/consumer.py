@@ -3,7 +3,10 @@
 Return = complete; PoisonMessageError = dead-letter with the reason; any other exception =
 abandon (redelivered after a backoff), or on the last permitted delivery dead-letter with the error.
 Long handlers keep their lock renewed; a handler still running after the host's functionTimeout
-fails, as it would in Azure, instead of holding its message and its consumer for good.
+fails, as it would in Azure, instead of holding its message and its consumer for good. A handler
+whose lock is lost is cancelled: the message may already be another consumer's. On stop, handlers
+get a short grace period (as the Functions host signals its cancellation token, then shuts down);
+those still running after it are cancelled and their messages given back, for the next start.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ EXPECTED_FAILURES = (TimeoutError, ConnectionError, FeedError)
 IDLE_POLL_S = 2.0
 # host.json's functionTimeout (and maxAutoLockRenewalDuration): how long Azure lets a handler run.
 HANDLER_TIMEOUT = timedelta(minutes=10)
+# How long a stopping host lets in-flight handlers finish (a page's writes take milliseconds) before
+# it cancels them and abandons their messages: a handler riding out a failing feed's retries could
+# otherwise hold the shutdown for minutes.
+SHUTDOWN_GRACE_S = 3.0
 
 
 class HandlerTimeoutError(TimeoutError):
@@ -48,57 +55,99 @@ def retry_delay(delivery_count: int) -> timedelta:
     return timedelta(seconds=min(30, 2 ** max(0, delivery_count - 1)))
 
 
-async def _renew_until_done(bus: LocalBus, message: ReceivedMessage) -> None:
-    interval = max(1.0, bus.properties_of(message.queue).lock_duration.total_seconds() / 3)
+class ShutdownError(Exception):
+    """The host stopped while the handler was still running."""
+
+
+async def _renew_until_lost(bus: LocalBus, message: ReceivedMessage) -> None:
+    """Keep the message locked; return only when the lock is lost."""
+    lock_s = bus.properties_of(message.queue).lock_duration.total_seconds()
+    interval = max(1.0, lock_s / 3)
+    delay = interval
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(delay)
         try:
             await bus.renew_lock(message)
+            delay = interval
         except MessageLockLostError:
             log.warning("lost the lock while handling %s", message.message_id)
             return
         except Exception as exc:
-            # A busy pool or a dropped connection: the lock still holds for a while, try again.
+            # A busy pool or a dropped connection: the lock still holds for a while, try again soon.
             log.warning("could not renew the lock on %s: %s", message.message_id, exc)
+            delay = 1.0
+
+
+async def _handle(
+    bus: LocalBus, message: ReceivedMessage, handler: MessageHandler, time_limit: timedelta, stop: asyncio.Event
+) -> None:
+    """Run the handler while its lock is renewed; cancel it if the lock is lost (MessageLockLostError)
+    or the host stops and the grace period passes (ShutdownError)."""
+    work = asyncio.create_task(_run(handler, message, time_limit))
+    renewer = asyncio.create_task(_renew_until_lost(bus, message))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait((work, renewer, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if stopping.done() and not work.done():
+            await asyncio.wait((work, renewer), timeout=SHUTDOWN_GRACE_S, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            if renewer.done():
+                raise MessageLockLostError(
+                    f"lock lost on message {message.message_id} ({message.queue}); its handler was cancelled"
+                )
+            raise ShutdownError(f"the host stopped while {message.message_id} was being handled")
+        await work
+    finally:
+        for task in (work, renewer, stopping):
+            task.cancel()
+        await asyncio.gather(work, renewer, stopping, return_exceptions=True)
 
 
 async def settle(
-    bus: LocalBus, message: ReceivedMessage, handler: MessageHandler, *, time_limit: timedelta = HANDLER_TIMEOUT
+    bus: LocalBus,
+    message: ReceivedMessage,
+    handler: MessageHandler,
+    *,
+    time_limit: timedelta = HANDLER_TIMEOUT,
+    stop: asyncio.Event | None = None,
 ) -> str:
     """Run the handler on one received message and settle it; return how it was settled."""
-    renewer = asyncio.create_task(_renew_until_done(bus, message))
-    try:
-        with log_context(message_id=message.message_id):
-            try:
-                await _run(handler, message, time_limit)
-            except PoisonMessageError as exc:
-                log.error("dead-lettering poison message %s: %s", message.message_id, exc)
-                await bus.dead_letter(message, reason="PoisonMessage", description=str(exc), source="poison")
+    stop = stop or asyncio.Event()
+    with log_context(message_id=message.message_id):
+        try:
+            await _handle(bus, message, handler, time_limit, stop)
+        except ShutdownError as exc:
+            # As the SDK unlocks the messages of a closing processor: the delivery counts, nothing failed.
+            log.warning("%s: giving it back", exc)
+            await bus.abandon(message)
+            return "abandoned"
+        except MessageLockLostError:
+            raise
+        except PoisonMessageError as exc:
+            log.error("dead-lettering poison message %s: %s", message.message_id, exc)
+            await bus.dead_letter(message, reason="PoisonMessage", description=str(exc), source="poison")
+            return "dead-lettered"
+        except Exception as exc:
+            log.warning(
+                "handler failed on %s (delivery %d): %s",
+                message.message_id,
+                message.delivery_count,
+                exc,
+                exc_info=not isinstance(exc, EXPECTED_FAILURES),
+            )
+            max_deliveries = bus.properties_of(message.queue).max_delivery_count
+            if message.delivery_count >= max_deliveries:
+                # The bus would dead-letter it anyway; this way the letter says why.
+                failure = f"delivery {message.delivery_count} of {max_deliveries} failed: {exc}"
+                await bus.dead_letter(message, reason="MaxDeliveryCountExceeded", description=failure)
                 return "dead-lettered"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "handler failed on %s (delivery %d): %s",
-                    message.message_id,
-                    message.delivery_count,
-                    exc,
-                    exc_info=not isinstance(exc, EXPECTED_FAILURES),
-                )
-                max_deliveries = bus.properties_of(message.queue).max_delivery_count
-                if message.delivery_count >= max_deliveries:
-                    # The bus would dead-letter it anyway; this way the letter says why.
-                    failure = f"delivery {message.delivery_count} of {max_deliveries} failed: {exc}"
-                    await bus.dead_letter(message, reason="MaxDeliveryCountExceeded", description=failure)
-                    return "dead-lettered"
-                await bus.abandon(message, delay=retry_delay(message.delivery_count))
-                return "abandoned"
-            await bus.complete(message)
-            return "completed"
-    finally:
-        renewer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+            await bus.abandon(message, delay=retry_delay(message.delivery_count))
+            return "abandoned"
+        await bus.complete(message)
+        return "completed"
 
 
 async def consume(
@@ -109,7 +158,8 @@ async def consume(
     *,
     stop: asyncio.Event,
 ) -> None:
-    """One consumer loop: receive, handle, settle, until `stop` is set (finishing the current message)."""
+    """One consumer loop: receive, handle, settle, until `stop` is set (the current message is finished,
+    or given back if its handler outlasts the grace period)."""
     while not stop.is_set():
         try:
             messages = await bus.receive(queue, 1)
@@ -123,7 +173,7 @@ async def consume(
         listener.taken(queue, len(messages))
         for message in messages:
             try:
-                await settle(bus, message, handler)
+                await settle(bus, message, handler, stop=stop)
             except MessageLockLostError as exc:
                 log.warning("%s", exc)
             except Exception as exc:
