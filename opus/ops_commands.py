@@ -117,13 +117,19 @@ async def watch(container: Container, run_id: uuid.UUID) -> str:
 
 # --- commands --------------------------------------------------------------------------------------
 def cmd_start_run(args: argparse.Namespace, settings: Settings) -> int:
-    from scheduler.chain import run_chain
+    from scheduler.chain import run_chain, wait_for_run
     from scheduler.service import start_run
 
     async def go() -> int:
         async with cli_container(settings, needs_workers=True) as container:
             if args.all:
-                outcomes = await run_chain(container, settings.feeds, run_type=args.type, requested_by="cli")
+                outcomes = await run_chain(
+                    container,
+                    settings.feeds,
+                    run_type=args.type,
+                    requested_by="cli",
+                    wait=watch if args.wait else wait_for_run,
+                )
                 for feed, run_id, outcome in outcomes:
                     console.print(f"{feed}: {outcome}" + (f" (run {run_id})" if run_id else ""))
                 # As with --wait, a script must be able to tell that a run did not complete.
@@ -352,7 +358,9 @@ def register(commands: CommandRegistry) -> None:
     which.add_argument("--feed", choices=FEED_VARIANTS, help="the feed to run (default: the first of FEEDS)")
     which.add_argument("--all", action="store_true", help="run every feed of FEEDS in turn, waiting for each")
     start.add_argument("--type", choices=("full", "incremental"), help="default: incremental when a watermark exists")
-    start.add_argument("--wait", action="store_true", help="show live progress until the run ends")
+    start.add_argument(
+        "--wait", action="store_true", help="show live progress until the run (with --all, each run) ends"
+    )
 
     runs = commands.add("runs", cmd_runs, "list recent runs")
     runs.add_argument("--feed", choices=FEED_VARIANTS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
 from fanin.lifecycle import ACTIVE_STATUSES
@@ -39,8 +39,10 @@ async def run_chain(
     *,
     run_type: RunType | None = None,
     requested_by: str = "schedule",
+    wait: Callable[[Container, UUID], Awaitable[str]] = wait_for_run,
 ) -> list[tuple[str, UUID | None, str]]:
-    """Run each feed in turn, waiting for each run to finish; return (feed, run id, outcome)."""
+    """Run each feed in turn, waiting for each run to finish (with `wait`, which returns the run's
+    final status); return (feed, run id, outcome)."""
     outcomes: list[tuple[str, UUID | None, str]] = []
     for feed in feeds:
         try:
@@ -54,5 +56,5 @@ async def run_chain(
         if run_id is None:
             outcomes.append((feed, None, "nothing to fetch"))
             continue
-        outcomes.append((feed, run_id, await wait_for_run(container, run_id)))
+        outcomes.append((feed, run_id, await wait(container, run_id)))
     return outcomes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ async def test_start_watch_list_and_inspect_a_run(
         assert code == 0, err
         assert out.splitlines()[-1].startswith("run ")  # its own line, after the last progress frame
         assert out.splitlines()[-1].endswith(" completed")
+        code, out, err = await opus(host, "start-run", "--all", "--type", "full", "--wait", FEEDS=FEED)
+        assert code == 0, err
+        assert "throughput" in out, "--all --wait shows each run's progress as --wait does"
+        assert re.fullmatch(rf"{FEED}: completed \(run [0-9a-f-]{{36}}\)", out.splitlines()[-1]), out
         code, out, _ = await opus(host, "runs")
         assert code == 0
         async with db.connection() as conn:
