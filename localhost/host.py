@@ -51,6 +51,9 @@ HOUSEKEEPING_EVERY_S = 300.0
 RETENTION_EVERY_S = 3600.0
 DEAD_LETTER_EVERY_S = 5.0
 ADMIN_KEY_FILE = "admin.key"
+WORK_DONE_CONSUMERS = 2
+# Connections beyond one per consumer: lock renewals, the periodic tasks, the API, the scheduler.
+POOL_HEADROOM = 5
 
 
 class _ApiServer(uvicorn.Server):
@@ -158,9 +161,23 @@ def _start_simulator(settings: Settings) -> SimulatorProcess:
     return start_process(spec, config, host=settings.feedsim_host, port=settings.feedsim_port)
 
 
+def host_pool_size(settings: Settings) -> int:
+    """DB_POOL_MAX_SIZE, raised to fit the consumers the host starts: each holds a connection at times,
+    and a pool they can exhaust makes lock renewals and the rest wait behind them."""
+    consumers = settings.worker_concurrency + WORK_DONE_CONSUMERS + settings.consolidator_concurrency
+    return max(settings.db_pool_max_size, consumers + POOL_HEADROOM)
+
+
 @asynccontextmanager
 async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator[Host]:
     """Everything up and running until the block exits; then an orderly shutdown."""
+    if (pool_size := host_pool_size(settings)) != settings.db_pool_max_size:
+        log.info(
+            "database pool: %d connections for the host's consumers (DB_POOL_MAX_SIZE %d)",
+            pool_size,
+            settings.db_pool_max_size,
+        )
+        settings = settings.model_copy(update={"db_pool_max_size": pool_size})
     async with AsyncExitStack() as stack:
         database = await stack.enter_async_context(ready_database(settings, host=True))
         simulator = None
@@ -207,7 +224,7 @@ async def running_host(settings: Settings, stop: asyncio.Event) -> AsyncIterator
             ),
             *(
                 consume(bus, listener, queues.work_done, _handler(container, handle_work_done), stop=stop)
-                for _ in range(2)
+                for _ in range(WORK_DONE_CONSUMERS)
             ),
             *(
                 consume(bus, listener, queues.consolidate, _handler(container, handle_consolidate), stop=stop)

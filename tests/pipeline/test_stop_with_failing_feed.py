@@ -1,5 +1,6 @@
 """`opus run` stopped while the feed fails: the pages in hand are given back at once, each with its one
-delivery counted, instead of every handler riding out the client's retries first (minutes)."""
+delivery counted, instead of every handler riding out the client's retries first (minutes). Its
+database pool fits the consumers it starts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from feedsim.embed import ThreadedSimulator
+from localhost.host import POOL_HEADROOM, WORK_DONE_CONSUMERS
 from scheduler.service import start_run
 from shared.db.pool import Pool
 from tests.pipeline.conftest import pipeline, pipeline_settings, sim_control, sim_stats
@@ -37,6 +39,9 @@ async def test_stop_gives_the_pages_in_hand_back_without_riding_out_the_retries(
     )
     try:
         async with pipeline(settings) as host:
+            # DB_POOL_MAX_SIZE 8 is raised to fit the consumers, so that they cannot starve the renewals.
+            consumers = CONSUMERS + WORK_DONE_CONSUMERS + settings.consolidator_concurrency
+            assert host.container.pool.max_size == consumers + POOL_HEADROOM > settings.db_pool_max_size
             started = await start_run(host.container, feed=FEED, requested_by="test")
             assert started is not None
             await sim_control(simulator, "stats/reset")  # so every failed request of the pages is counted
