@@ -4,9 +4,11 @@ Return = complete; PoisonMessageError = dead-letter with the reason; any other e
 abandon (redelivered after a backoff), or on the last permitted delivery dead-letter with the error.
 Long handlers keep their lock renewed; a handler still running after the host's functionTimeout
 fails, as it would in Azure, instead of holding its message and its consumer for good. A handler
-whose lock is lost is cancelled: the message may already be another consumer's. On stop, handlers
-get a short grace period (as the Functions host signals its cancellation token, then shuts down);
-those still running after it are cancelled and their messages given back, for the next start.
+whose lock is lost runs on, as in Azure, and its settlement is refused: its work is idempotent
+(a page's offset CAS, the consolidator's claims), and cancelling it would throw away the progress of
+a handler that merely renewed late, on a busy machine. On stop, handlers get a short grace period
+(as the Functions host signals its cancellation token, then shuts down); those still running after
+it are cancelled and their messages given back, for the next start.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class ShutdownError(Exception):
 
 
 async def _renew_until_lost(bus: LocalBus, message: ReceivedMessage) -> None:
-    """Keep the message locked; return only when the lock is lost."""
+    """Keep the message locked; return when the lock is lost (the settlement will say so)."""
     lock_s = bus.properties_of(message.queue).lock_duration.total_seconds()
     interval = max(1.0, lock_s / 3)
     delay = interval
@@ -81,23 +83,19 @@ async def _renew_until_lost(bus: LocalBus, message: ReceivedMessage) -> None:
 async def _handle(
     bus: LocalBus, message: ReceivedMessage, handler: MessageHandler, time_limit: timedelta, stop: asyncio.Event
 ) -> None:
-    """Run the handler while its lock is renewed; cancel it if the lock is lost (MessageLockLostError)
-    or the host stops and the grace period passes (ShutdownError)."""
+    """Run the handler while its lock is renewed; cancel it if the host stops and the grace period
+    passes (ShutdownError)."""
     work = asyncio.create_task(_run(handler, message, time_limit))
     renewer = asyncio.create_task(_renew_until_lost(bus, message))
     stopping = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait((work, renewer, stopping), return_when=asyncio.FIRST_COMPLETED)
-        if stopping.done() and not work.done():
-            await asyncio.wait((work, renewer), timeout=SHUTDOWN_GRACE_S, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((work, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            await asyncio.wait((work,), timeout=SHUTDOWN_GRACE_S)
         if not work.done():
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
-            if renewer.done():
-                raise MessageLockLostError(
-                    f"lock lost on message {message.message_id} ({message.queue}); its handler was cancelled"
-                )
             raise ShutdownError(f"the host stopped while {message.message_id} was being handled")
         await work
     finally:

@@ -58,6 +58,17 @@ def _run_state(database_url: str) -> tuple[str, int] | None:
     return (row[0], row[1]) if row else None
 
 
+def _where_it_stands(database_url: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        runs = conn.execute("SELECT status, status_reason, consolidation_processed FROM run_metadata").fetchall()
+        partitions = conn.execute(
+            "SELECT partition_id, status, next_offset, attempts, error FROM partition_progress ORDER BY position"
+        ).fetchall()
+        messages = conn.execute("SELECT queue, delivery_count, locked_until FROM bus_messages").fetchall()
+        letters = conn.execute("SELECT queue, reason, description FROM dead_letters").fetchall()
+    return f"runs {runs}\npartitions {partitions}\nmessages {messages}\ndead letters {letters}"
+
+
 async def test_a_host_killed_mid_run_resumes_and_completes_exactly_once(
     db: object, database_url: str, tmp_path: Path, simulator: ThreadedSimulator
 ) -> None:
@@ -77,6 +88,7 @@ async def test_a_host_killed_mid_run_resumes_and_completes_exactly_once(
         assert state is not None
         assert state[0] == "ingesting", f"the kill came too late: {state}"
         second = _host(database_url, simulator, tmp_path)
+        completed = False
         try:
             wait_for(
                 lambda: (state := _run_state(database_url)) and state[0] == "completed",
@@ -84,9 +96,12 @@ async def test_a_host_killed_mid_run_resumes_and_completes_exactly_once(
                 interval=0.5,
                 what="the resumed run to complete",
             )
+            completed = True
         finally:
             second.send_signal(signal.SIGINT)
             _, errors = second.communicate(timeout=60)
+            if not completed:  # shown with the failure: where the run stood, and what the host said
+                print(_where_it_stands(database_url), errors.decode()[-8000:], sep="\n")
         assert second.returncode == 0, errors.decode()[-2000:]
     finally:
         await sim_control(simulator, "config", {"latency_ms": 0})
