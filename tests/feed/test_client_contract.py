@@ -253,7 +253,13 @@ async def test_intermittent_transient_fault_is_absorbed(
     assert diamond_ids(items) == matching_ids(inventory, query)
     faults = sim.stats()["faults"][cause]
     assert faults > 0
-    assert sum(client.stats.retries.values()) == faults  # every fault seen was retried
+    retried = sum(client.stats.retries.values())
+    if cause == "timeout":
+        # Every hang was retried; a response slowed past 0.3 s by a loaded machine is a timeout too.
+        assert retried >= faults
+        assert set(client.stats.retries) == {"timeout"}
+    else:
+        assert retried == faults  # every fault seen was retried, and nothing else
 
 
 async def test_rate_limited_requests_wait_for_retry_after(sim: SimControl, make_client: ClientFactory) -> None:
