@@ -84,6 +84,7 @@ async def test_an_admin_dismisses_a_dead_letter_with_a_note(
     await expect(page.get_by_test_id("error")).to_contain_text("the note is blank")
 
     await form.locator("input[name=note]").fill("poison body, fixed upstream")
+    await dashboard.screenshot("dead-letter-dismiss-form")
     await form.get_by_role("button", name="Dismiss").click()
     await expect(page.locator(".notice.ok")).to_have_text(
         f"Dismissed dead letter {poison}: poison body, fixed upstream"
@@ -96,6 +97,7 @@ async def test_an_admin_dismisses_a_dead_letter_with_a_note(
     await expect(row.get_by_test_id("dismissal-note")).to_have_text("poison body, fixed upstream")
     await expect(row.get_by_test_id("replay")).to_have_count(0)
     await expect(row.get_by_test_id("dismiss")).to_have_count(0)
+    await dashboard.screenshot("dead-letter-dismissed")
 
     async with httpx.AsyncClient(base_url=f"{served.url}/api/v2", headers={"X-API-Key": admin_key}) as api:
         letters = (await api.get("/dead-letters", params={"include_replayed": "true"})).json()["data"]
