@@ -122,8 +122,6 @@ async def settle(
             log.warning("%s: giving it back", exc)
             await bus.abandon(message)
             return "abandoned"
-        except MessageLockLostError:
-            raise
         except PoisonMessageError as exc:
             log.error("dead-lettering poison message %s: %s", message.message_id, exc)
             await bus.dead_letter(message, reason="PoisonMessage", description=str(exc), source="poison")
