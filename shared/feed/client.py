@@ -61,6 +61,11 @@ class ClientStats:
         }
 
 
+def _retrieve_outcome(task: asyncio.Task[str]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class NivodaClient:
     def __init__(
         self,
@@ -213,6 +218,9 @@ class NivodaClient:
         # minutes while the feed failed: N callers, N times the client's whole retry schedule.)
         if self._refresh is None:
             self._refresh = asyncio.create_task(self._refresh_token(), name="nivoda-authenticate")
+            # A waiter cancelled before the refresh ends stops listening to it (shield drops its
+            # callback): with every waiter gone, a failure would be "never retrieved" for the log.
+            self._refresh.add_done_callback(_retrieve_outcome)
         # Shielded: a caller cancelled while waiting does not cancel the refresh the others await.
         return await asyncio.shield(self._refresh)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -207,6 +208,34 @@ async def test_callers_waiting_for_a_refresh_that_fails_share_its_failure(
     sim.configure(**dict.fromkeys(FAULTS[fault], 0.0))
     assert await client.count(DiamondQuery()) > 0, "a refresh after a failed one starts afresh"
     assert client.stats.authentications == 1
+
+
+async def test_a_refresh_failing_after_its_only_caller_was_cancelled_is_not_reported_unretrieved(
+    sim: SimControl, make_client: ClientFactory
+) -> None:
+    # The local host cancels handlers at shutdown: one waiting for a refresh leaves the refresh to run
+    # on, and its failure must not end up as asyncio's "Task exception was never retrieved".
+    client = make_client(sim.endpoint, max_retries=2)
+    sim.configure(**FAULTS["graphql_error"])
+    loop = asyncio.get_running_loop()
+    reports: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reports.append(str(context.get("message"))))
+    try:
+        caller = asyncio.create_task(client.count(DiamondQuery()))
+        while not sim.stats()["faults"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        while sim.stats()["faults"] != {"graphql_error": 3}:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        for _ in range(3):  # the refresh task's end, then its release
+            await asyncio.sleep(0.01)
+            gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert reports == []
 
 
 # --- failures ----------------------------------------------------------------------------------
