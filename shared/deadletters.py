@@ -143,6 +143,11 @@ def dismissal_note(note: str) -> str:
         raise InvalidRequestError(f"the note has {len(text)} characters; at most {MAX_NOTE_LENGTH}")
     if "\x00" in text:
         raise InvalidRequestError("the note contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate: from a command line whose bytes were not UTF-8 (Python keeps them so).
+        raise InvalidRequestError("the note is not valid UTF-8 text") from None
     return text
 
 

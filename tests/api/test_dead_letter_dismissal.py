@@ -131,6 +131,7 @@ def test_a_dismissal_without_a_usable_note_is_a_422_naming_it(
         ("  \n ", "a note is required"),
         ("x" * (MAX_NOTE_LENGTH + 1), f"the note has {MAX_NOTE_LENGTH + 1} characters; at most {MAX_NOTE_LENGTH}"),
         ("a\x00b", "NUL"),
+        ("caf\udce9", "not valid UTF-8"),  # a Latin-1 terminal's byte, as Python keeps it from argv
     ],
 )
 def test_the_service_refuses_a_note_it_cannot_store(note: str, message: str) -> None:
@@ -232,6 +233,9 @@ def test_the_cli_dismisses_once_and_lists_the_resolution(
     assert capsys.readouterr().err == "error: dead letter 999999 does not exist\n"
     assert cli.main(["dead-letters", "--dismiss", str(add_letter(sync_db, "blank")), "--note", "  "]) == 1
     assert capsys.readouterr().err == "error: a note is required: say why the dead letter is dismissed\n"
+    # A note typed on a terminal whose encoding is not UTF-8: refused, not a traceback from the driver.
+    assert cli.main(["dead-letters", "--dismiss", str(add_letter(sync_db, "latin-1")), "--note", "caf\udce9"]) == 1
+    assert capsys.readouterr().err == "error: the note is not valid UTF-8 text\n"
 
     assert cli.main(["dead-letters"]) == 0
     listing = capsys.readouterr().out
