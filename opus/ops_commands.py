@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from api.operations import MAX_LIMIT
 from fanin.lifecycle import TERMINAL_STATUSES
@@ -320,7 +321,7 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         table = Table("id", "queue", "message", "reason", "deliveries", "dead-lettered", "resolved")
         for letter in letters:
             reason = letter.reason + (f": {letter.description}" if letter.description else "")
-            table.add_row(
+            cells = (
                 str(letter.id),
                 letter.queue,
                 letter.message_id,
@@ -329,6 +330,8 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 letter.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S"),
                 _resolved_cell(letter),
             )
+            # Text, not markup: a note, an error or a message id with "[/x]" in it would crash the listing.
+            table.add_row(*(Text(cell) for cell in cells))
         console.print(table)
         return 0
 

@@ -247,6 +247,22 @@ def test_the_cli_dismisses_once_and_lists_the_resolution(
     assert "by hand" in row
 
 
+def test_the_cli_lists_notes_and_errors_as_given_not_as_markup(
+    db: Pool, cli_env: None, sync_db: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    letter = add_letter(sync_db, "id[/i]")
+    sync_db.execute("UPDATE dead_letters SET description = 'bad [/b] body' WHERE id = %s", (letter,))
+    assert cli.main(["dead-letters"]) == 0
+    listing = capsys.readouterr().out
+    assert "id[/i]" in listing
+    assert "[/b]" in listing
+    assert cli.main(["dead-letters", "--dismiss", str(letter), "--note", "see [/x]"]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["dead-letters", "--all"]) == 0
+    assert "see [/x]" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
