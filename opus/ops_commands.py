@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 from api.operations import MAX_LIMIT
 from fanin.lifecycle import TERMINAL_STATUSES
@@ -29,8 +28,10 @@ if TYPE_CHECKING:
     from opus.cli import CommandRegistry
     from shared.deadletters import DeadLetter
 
-# Wide enough for run ids and reasons when the output is not a terminal.
-console = Console(width=None if Console().is_terminal else 160)
+# Wide enough for run ids and reasons when the output is not a terminal. No markup: what is printed
+# comes from the feed, the database and operators ("[Errno 111] ...", a note "see [/x]"), and Rich
+# would style it, drop it or fail on it.
+console = Console(width=None if Console().is_terminal else 160, markup=False)
 
 
 class HostNotRunningError(OpusError):
@@ -312,7 +313,7 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 return 0
             if args.dismiss is not None:
                 dismissed = await dismiss(container.pool, args.dismiss, args.note)
-                console.print(f"dead letter {dismissed.id} {resolution(dismissed)}", markup=False)
+                console.print(f"dead letter {dismissed.id} {resolution(dismissed)}")
                 return 0
             letters = await list_dead_letters(container.pool, queue=args.queue, include_resolved=args.all)
             queues = container.queues.all()
@@ -321,7 +322,7 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         table = Table("id", "queue", "message", "reason", "deliveries", "dead-lettered", "resolved")
         for letter in letters:
             reason = letter.reason + (f": {letter.description}" if letter.description else "")
-            cells = (
+            table.add_row(
                 str(letter.id),
                 letter.queue,
                 letter.message_id,
@@ -330,8 +331,6 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 letter.dead_lettered_at.strftime("%Y-%m-%d %H:%M:%S"),
                 _resolved_cell(letter),
             )
-            # Text, not markup: a note, an error or a message id with "[/x]" in it would crash the listing.
-            table.add_row(*(Text(cell) for cell in cells))
         console.print(table)
         return 0
 
@@ -343,7 +342,7 @@ def _no_dead_letters(queue: str | None, resolved_too: bool, queues: tuple[str, .
     if queue is not None and queue not in queues:
         # Most likely a typo, which must not pass for "nothing to see".
         raise InvalidRequestError(f"no {what} on {queue!r}, which is not a queue of this app ({', '.join(queues)})")
-    console.print(f"no {what}" + (f" on {queue}" if queue else ""), markup=False)
+    console.print(f"no {what}" + (f" on {queue}" if queue else ""))
     return 0
 
 

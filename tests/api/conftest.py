@@ -21,7 +21,7 @@ from api.app import create_app
 from api.keys import create_key
 from shared.bootstrap import Container, open_container
 from shared.db.pool import Pool
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from tests.conftest import make_settings
 
 
@@ -127,3 +127,13 @@ async def ahttp(api: ServedApi) -> AsyncIterator[httpx.AsyncClient]:
 def sync_db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Any) -> Iterator[None]:
+    """`opus` commands run in-process (`cli.main`) against the test database."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("OPUS_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,6 @@ from opus import cli
 from shared.db.pool import Pool
 from shared.deadletters import MAX_NOTE_LENGTH, dismissal_note
 from shared.errors import InvalidRequestError
-from shared.settings import get_settings
 from tests.api.conftest import Keys
 
 DEAD_LETTERS = "/api/v2/dead-letters"
@@ -209,15 +207,6 @@ def test_the_database_refuses_an_impossible_resolution(
 
 
 # --- the CLI --------------------------------------------------------------------------------------
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Any) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("OPUS_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def test_the_cli_dismisses_once_and_lists_the_resolution(
     db: Pool, cli_env: None, sync_db: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
