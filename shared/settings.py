@@ -160,7 +160,9 @@ class Settings(BaseSettings):
     max_records_per_run: int = Field(0, ge=0, description="an integer >= 0 (0 = no cap)")
 
     # --- workers ----------------------------------------------------------------------------
-    worker_concurrency: int = Field(8, ge=1, le=256, description="concurrent local workers, an integer 1-256")
+    # At most 128: `opus run` gives every consumer a pool connection, and the pool (DB_POOL_MAX_SIZE) and
+    # the embedded server stop at 200 connections.
+    worker_concurrency: int = Field(8, ge=1, le=128, description="concurrent local workers, an integer 1-128")
     # Pages overlap by one stone (the anchor that detects drift), so a page needs room for two.
     worker_page_size: int = Field(50, ge=2, le=50, description="items per page, an integer 2-50")
     worker_offset_cap_factor: Decimal = Field(

@@ -138,5 +138,5 @@ def test_invalid_setting_exits_non_zero_with_one_clear_line(tmp_path: Path) -> N
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         "error: invalid setting WORKER_CONCURRENCY='': Input should be a valid integer, "
-        "unable to parse string as an integer; expected concurrent local workers, an integer 1-256"
+        "unable to parse string as an integer; expected concurrent local workers, an integer 1-128"
     ]

@@ -29,7 +29,7 @@ def test_an_empty_string_is_not_silently_a_number(monkeypatch: pytest.MonkeyPatc
         load_settings()
     message = str(err.value)
     assert "WORKER_CONCURRENCY=''" in message
-    assert "an integer 1-256" in message
+    assert "an integer 1-128" in message
 
 
 @pytest.mark.parametrize(
@@ -90,3 +90,21 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
     assert not missing, f"README settings table lacks {missing}"
+
+
+def test_the_hosts_pool_fits_the_pool_bound_at_the_largest_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`opus run` widens the pool to one connection per consumer plus headroom; at the largest
+    concurrencies the settings accept, that must stay within what DB_POOL_MAX_SIZE itself may be
+    (the embedded server's max_connections is the same 200)."""
+    from localhost.host import host_pool_size
+
+    bounds = {name: _upper_bound(name) for name in ("worker_concurrency", "consolidator_concurrency")}
+    for name, bound in bounds.items():
+        monkeypatch.setenv(name.upper(), str(bound))
+    assert host_pool_size(load_settings()) <= _upper_bound("db_pool_max_size")
+
+
+def _upper_bound(field: str) -> int:
+    [bound] = [m.le for m in Settings.model_fields[field].metadata if getattr(m, "le", None) is not None]
+    assert isinstance(bound, int)
+    return bound
