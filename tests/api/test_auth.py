@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from api.auth import hmac_clients, sign
 from api.keys import MAX_NAME_LENGTH, create_key, ensure_local_admin_key, hash_key, revoke_key
 from opus import cli
 from shared.db.pool import Pool
-from shared.settings import Settings, get_settings
+from shared.settings import Settings
 from tests.api.conftest import HMAC_SECRETS, Keys, ServedApi, serve
 
 SEARCH = "/api/v2/diamonds"
@@ -192,15 +191,6 @@ async def test_local_admin_key_is_created_once_and_remembered(
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert await ensure_local_admin_key(db, key_file) == key
     assert (await ahttp.get(RULES, headers={"X-API-Key": key})).status_code == 200
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Any) -> Iterator[None]:
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("OPUS_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def test_cli_create_list_revoke(

@@ -1,11 +1,13 @@
 """Dashboard pages over data seeded in the database (no feed, no pipeline): the app served by
 uvicorn in a thread over the session database, Debian's Chromium on it. Quick checks of what an
 operator reads and does: resuming a failed repricing job, what the heatmap counts, the zone of
-every time shown, and why a run over unchanged stones consolidated nothing."""
+every time shown, why a run over unchanged stones consolidated nothing, and dismissing a dead letter
+with a note."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -391,3 +393,67 @@ async def test_a_run_without_a_feed_clock_reading_says_so_quietly(
     await expect(page.locator(f"[data-testid=runs] tr[data-run='{unmeasured}']")).to_be_visible()
     await expect(page.get_by_test_id("clock-lag")).to_have_count(0)
     dashboard.check_console()
+
+
+# --- dismissing a dead letter ------------------------------------------------------------------
+def add_letters(database_url: str, *message_ids: str) -> list[int]:
+    ids = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for message_id in message_ids:
+            row = conn.execute(
+                """INSERT INTO dead_letters (source, queue, message_id, body, reason, description, delivery_count)
+                   VALUES ('poison', 'work-items', %s, %s, 'PoisonMessage', 'invalid message', 1) RETURNING id""",
+                (message_id, json.dumps({"type": "WORK_ITEM", "offset": "not a number"})),
+            ).fetchone()
+            assert row is not None
+            ids.append(row[0])
+    return ids
+
+
+async def test_an_admin_dismisses_a_dead_letter_with_a_note(
+    dashboard: Dashboard, admin_key: str, served: ServedApi, database_url: str
+) -> None:
+    poison, kept = add_letters(database_url, "poison-body", "still-waiting")
+    page = dashboard.page
+    dashboard.allow(r"status of 422 .*/dismiss")
+    await dashboard.sign_in(admin_key, "/dead-letters")
+    row = page.locator("[data-testid=dead-letters] tbody tr[data-message='poison-body']")
+    other = page.locator("[data-testid=dead-letters] tbody tr[data-message='still-waiting']")
+    await expect(row.get_by_test_id("replay")).to_be_visible()
+
+    # Cancel puts the actions back; nothing is sent.
+    await row.get_by_test_id("dismiss").click()
+    await row.get_by_role("button", name="Cancel").click()
+    await expect(row.get_by_test_id("dismiss-form")).to_have_count(0)
+    await expect(row.get_by_test_id("replay")).to_be_visible()
+
+    # A blank note is the API's to refuse, with its reason; the letter stays.
+    await row.get_by_test_id("dismiss").click()
+    form = row.get_by_test_id("dismiss-form")
+    await form.locator("input[name=note]").fill("   ")
+    await form.get_by_role("button", name="Dismiss").click()
+    await expect(page.get_by_test_id("error")).to_contain_text("the note is blank")
+
+    await form.locator("input[name=note]").fill("poison body, fixed upstream")
+    await dashboard.screenshot("dead-letter-dismiss-form")
+    await form.get_by_role("button", name="Dismiss").click()
+    await expect(page.locator(".notice.ok")).to_have_text(
+        f"Dismissed dead letter {poison}: poison body, fixed upstream"
+    )
+    await expect(row).to_have_count(0)
+    await expect(other.get_by_test_id("dismiss")).to_be_visible()
+
+    await page.locator("input[name=include_replayed]").check()
+    await expect(row.get_by_test_id("replay-state")).to_contain_text("dismissed")
+    await expect(row.get_by_test_id("dismissal-note")).to_have_text("poison body, fixed upstream")
+    await expect(row.get_by_test_id("replay")).to_have_count(0)
+    await expect(row.get_by_test_id("dismiss")).to_have_count(0)
+    await dashboard.screenshot("dead-letter-dismissed")
+
+    async with httpx.AsyncClient(base_url=f"{served.url}/api/v2", headers={"X-API-Key": admin_key}) as api:
+        letters = (await api.get("/dead-letters", params={"include_replayed": "true"})).json()["data"]
+    assert {d["id"]: d["dismissal_note"] for d in letters} == {poison: "poison body, fixed upstream", kept: None}
+
+    await dashboard.open("/overview")
+    await expect(page.get_by_test_id("card-dead-letters").locator(".value")).to_have_text("1")
+    await expect(page.get_by_test_id("alerts")).to_contain_text("1 dead letter waiting")
